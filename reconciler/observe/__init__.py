@@ -1,0 +1,1 @@
+"""Observation: read-only snapshots of the world the plan is compared with."""

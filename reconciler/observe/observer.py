@@ -1,0 +1,17 @@
+"""Observe: one snapshot of everything the plan depends on, for the use cases desired."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from reconciler.observe.state import ObservedState
+from reconciler.registry.interface import RegistryReader
+from reconciler.spec.loader import DesiredState
+from reconciler.traffic.store import TrafficStore
+
+
+def observe(desired: DesiredState, registry: RegistryReader, traffic: TrafficStore) -> ObservedState:
+    names = [use_case.spec.registered_model for use_case in desired.use_cases]
+    models = registry.snapshot(names)
+    routes = traffic.snapshot([use_case.name for use_case in desired.use_cases])
+    return ObservedState(registry=MappingProxyType(dict(models)), traffic=routes)

@@ -1,0 +1,146 @@
+"""Views of a plan: text for terminals, markdown for pull-request comments, JSON for machines.
+
+Rendering only reads the Plan; it never decides anything. Text uses colour only when asked
+(the CLI asks when stdout is a terminal and NO_COLOR is unset).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.digest import short
+from reconciler.plan import planfile
+from reconciler.plan.model import Action, Change, Plan
+
+_COLOURS = {
+    Action.REGISTER: "32",  # green
+    Action.TRAIN: "32",
+    Action.EVALUATE: "36",  # cyan
+    Action.PROMOTE: "35",  # magenta
+    Action.SHIFT: "33",  # yellow
+    Action.ROLLBACK: "31",  # red
+    Action.NOOP: "2",  # dim
+}
+
+
+def _paint(text: str, code: str, colour: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if colour else text
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list) and value and all(
+        isinstance(v, dict) and {"version", "weight"} <= v.keys() for v in value
+    ):
+        return ", ".join(f"{v['version']}={v['weight']}%" for v in value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]" if value else "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and value.startswith("sha256:"):
+        return short(value)
+    return str(value)
+
+
+def field_lines(change: Change) -> list[str]:
+    """`field: before → after` for every field the change touches."""
+    before = change.before or {}
+    after = change.after or {}
+    lines = []
+    for key in list(dict.fromkeys([*after, *before])):
+        old, new = before.get(key), after.get(key)
+        if key not in after:
+            continue
+        if change.before is None:
+            lines.append(f"{key}: {_value(new)}")
+        elif old != new:
+            lines.append(f"{key}: {_value(old)} → {_value(new)}")
+    return lines
+
+
+def source_line(plan: Plan) -> str:
+    source = plan.source
+    where = source.repo + (f" @ {source.ref}" if source.ref else "")
+    commit = f"commit {source.commit[:12]}" if source.commit else "not a git commit"
+    if source.dirty:
+        commit += " (uncommitted changes)"
+    return (
+        f"{where} · {commit} · desired {short(source.digest)} · "
+        f"observed {short(plan.observed_serial)}"
+    )
+
+
+def summary_line(plan: Plan) -> str:
+    summary = plan.summary()
+    if not plan.has_changes:
+        return f"No changes. {summary['use_cases']} use cases are in sync."
+    counts = ", ".join(f"{n} {a}" for a, n in summary["by_action"].items() if n)
+    drift = f", {summary['drift']} restoring drift" if summary["drift"] else ""
+    return (
+        f"Plan: {summary['changes']} changes in "
+        f"{summary['use_cases'] - summary['in_sync']} use cases ({counts}{drift}); "
+        f"{summary['in_sync']} in sync."
+    )
+
+
+def render_text(plan: Plan, *, colour: bool = False, show_noop: bool = True) -> str:
+    out = [f"Plan for {source_line(plan)}", ""]
+    for use_case in plan.use_cases():
+        changes = plan.changes_for(use_case)
+        out.append(_paint(use_case, "1", colour))
+        for change in changes:
+            if change.action is Action.NOOP and not show_noop:
+                continue
+            code = _COLOURS[change.action]
+            symbol = _paint(change.action.symbol, code, colour)
+            action = _paint(f"{change.action.value:<9}", code, colour)
+            drift = _paint(" [drift]", "31", colour) if change.drift else ""
+            out.append(f"  {symbol} {action} {change.reason}{drift}")
+            out += [f"      {line}" for line in field_lines(change)]
+        out.append("")
+    out.append(_paint(summary_line(plan), "1", colour))
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(plan: Plan) -> str:
+    out = ["### Model reconciler plan", "", f"`{source_line(plan)}`", ""]
+    out += ["| Use case | Changes | Actions |", "|---|---:|---|"]
+    for use_case in plan.use_cases():
+        pending = [c for c in plan.changes_for(use_case) if c.action is not Action.NOOP]
+        actions = ", ".join(
+            c.action.value + (" (drift)" if c.drift else "") for c in pending
+        ) or "in sync"
+        out.append(f"| `{_cell(use_case)}` | {len(pending)} | {_cell(actions)} |")
+    out.append("")
+    for use_case in plan.use_cases():
+        changes = plan.changes_for(use_case)
+        pending = [c for c in changes if c.action is not Action.NOOP]
+        title = f"{len(pending)} changes" if pending else "in sync"
+        out += [f"<details><summary><b>{use_case}</b>: {title}</summary>", ""]
+        out += ["| | Action | Reason |", "|---|---|---|"]
+        for change in changes:
+            drift = " **drift**" if change.drift else ""
+            out.append(
+                f"| `{change.action.symbol}` | {change.action.value} | "
+                f"{_cell(change.reason)}{drift} |"
+            )
+        details = [
+            f"{change.action.symbol} {change.action.value}: {line}"
+            for change in changes
+            for line in field_lines(change)
+        ]
+        if details:
+            out += ["", "```", *details, "```"]
+        out += ["", "</details>", ""]
+    out.append(f"**{summary_line(plan)}**")
+    return "\n".join(out) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    return planfile.dumps(plan)

@@ -1,0 +1,47 @@
+"""load -> observe -> plan, wired to the configured adapters. The one place they meet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+from reconciler.observe.observer import observe
+from reconciler.observe.state import ObservedState
+from reconciler.plan.diff import diff
+from reconciler.plan.model import Plan
+from reconciler.registry.mlflow_registry import MlflowRegistry
+from reconciler.settings import Settings
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.traffic.store import TrafficStore
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: Plan | None
+    diagnostics: tuple[Diagnostic, ...]
+    desired: DesiredState | None = None
+    observed: ObservedState | None = None
+
+
+def make_plan(
+    repo: Path,
+    ref: str | None,
+    settings: Settings,
+    *,
+    only: Sequence[str] | None = None,
+) -> PlanResult:
+    loaded = load_desired_state(repo, ref)
+    if loaded.state is None:
+        return PlanResult(None, loaded.diagnostics)
+    desired = loaded.state
+    if only:
+        unknown = sorted(set(only) - {u.name for u in desired.use_cases})
+        if unknown:
+            known = ", ".join(u.name for u in desired.use_cases)
+            raise ReconcilerError(f"unknown use case {', '.join(unknown)} (known: {known})")
+    registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
+    observed = observe(desired, registry, TrafficStore(settings.traffic_db))
+    return PlanResult(diff(desired, observed, only=only), loaded.diagnostics, desired, observed)

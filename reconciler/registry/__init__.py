@@ -1,0 +1,1 @@
+"""The model registry adapter: the only place that talks to MLflow's registry."""

@@ -1,0 +1,56 @@
+"""Where things are: MLflow tracking URI, artifact root, and the local state folder.
+
+Defaults run on one machine with nothing to set up: an embedded MLflow store under
+``mlruns/`` (sqlite + artifacts folder; MLflow 3's plain file store is deprecated) and the
+state folder ``.reconciler/``. ``MLFLOW_TRACKING_URI`` points at a real tracking server
+instead, and ``RECONCILER_STATE_DIR`` moves the state folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR_ENV = "RECONCILER_STATE_DIR"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tracking_uri: str
+    registry_uri: str
+    artifact_root: Path
+    state_dir: Path
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        base = (cwd or Path.cwd()).resolve()
+        mlruns = base / "mlruns"
+        tracking = env.get(TRACKING_URI_ENV) or f"sqlite:///{mlruns / 'mlflow.db'}"
+        registry = env.get(REGISTRY_URI_ENV) or tracking
+        state = Path(env.get(STATE_DIR_ENV) or base / ".reconciler")
+        return cls(
+            tracking_uri=tracking,
+            registry_uri=registry,
+            artifact_root=mlruns / "artifacts",
+            state_dir=state if state.is_absolute() else base / state,
+        )
+
+    @property
+    def traffic_db(self) -> Path:
+        return self.state_dir / "traffic.db"
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@", re.I)
+
+
+def redact_uri(uri: str) -> str:
+    """A URI fit to print: user and password in it are replaced by ***."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", uri)

@@ -1,0 +1,143 @@
+"""Loading the desired state: read, validate, and record what it was built from.
+
+`load_desired_state` never raises for problems in the files: it returns every diagnostic it
+found and a `DesiredState` only when there were none. It raises `SourceError` only when the
+source itself cannot be read (no such folder, unknown ref).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from reconciler.digest import digest_bytes
+from reconciler.errors import SourceError
+from reconciler.spec.diagnostics import Diagnostic, has_errors
+from reconciler.spec.identity import UseCaseIdentity, identify
+from reconciler.spec.model import GuardrailPolicy, UseCase
+from reconciler.spec.source_tree import EntryKind, SourceTree, open_tree
+from reconciler.spec.validation import (
+    ValidDocument,
+    cross_check,
+    dataset_paths,
+    validate_document,
+)
+from reconciler.spec.yaml_source import read_yaml_documents
+
+DESIRED_STATE_FOLDER = "desired_state"
+POLICIES_FOLDER = "policies"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a desired state was read from: enough to read the very same state again."""
+
+    repo: str
+    ref: str | None
+    commit: str | None
+    dirty: bool
+    digest: str
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    source: SourceInfo
+    use_cases: tuple[UseCase, ...]
+    policies: tuple[GuardrailPolicy, ...]
+    identities: Mapping[str, UseCaseIdentity]
+    dataset_digests: Mapping[str, str]
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def use_case(self, name: str) -> UseCase:
+        for use_case in self.use_cases:
+            if use_case.name == name:
+                return use_case
+        raise KeyError(name)
+
+    def policy(self, name: str) -> GuardrailPolicy:
+        for policy in self.policies:
+            if policy.name == name:
+                return policy
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    state: DesiredState | None
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.state is not None
+
+
+def load_desired_state(repo: Path, ref: str | None = None) -> LoadResult:
+    tree = open_tree(repo, ref)
+    return load_from_tree(tree, repo_label=str(repo))
+
+
+def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
+    files = tree.yaml_files(DESIRED_STATE_FOLDER) + tree.yaml_files(POLICIES_FOLDER)
+    if tree.kind(DESIRED_STATE_FOLDER) is not EntryKind.DIRECTORY:
+        raise SourceError(
+            f"no {DESIRED_STATE_FOLDER}/ folder in {tree.description}; "
+            "--repo names the folder that holds desired_state/ and policies/"
+        )
+    diagnostics: list[Diagnostic] = []
+    valid: list[ValidDocument] = []
+    content_digests: dict[str, str] = {}
+    for path in files:
+        raw = tree.read(path)
+        content_digests[path] = digest_bytes(raw)
+        documents, problems = read_yaml_documents(path, raw)
+        diagnostics += problems
+        for document in documents:
+            checked, problems = validate_document(document)
+            diagnostics += problems
+            if checked is not None:
+                valid.append(checked)
+    diagnostics += cross_check(valid, tree)
+    diagnostics.sort(key=Diagnostic.sort_key)
+    if has_errors(diagnostics):
+        return LoadResult(None, tuple(diagnostics))
+
+    use_cases = sorted(
+        (d.value for d in valid if isinstance(d.value, UseCase)), key=lambda u: u.name
+    )
+    policies = sorted(
+        (d.value for d in valid if isinstance(d.value, GuardrailPolicy)), key=lambda p: p.name
+    )
+    datasets = {
+        path: digest_bytes(tree.read(path)) for use_case in use_cases for path in dataset_paths(use_case)
+    }
+    policy_json = {p.name: p.model_dump(mode="json", by_alias=True) for p in policies}
+    identities = {
+        use_case.name: identify(
+            use_case,
+            {path: datasets[path] for path in dataset_paths(use_case)},
+            [policy_json[name] for name in use_case.spec.guardrails],
+        )
+        for use_case in use_cases
+    }
+    everything = sorted({**content_digests, **datasets}.items())
+    digest = digest_bytes("".join(f"{path}\0{sha}\n" for path, sha in everything).encode())
+    revision = tree.revision()
+    source = SourceInfo(
+        repo=repo_label,
+        ref=tree.ref,
+        commit=revision.commit,
+        dirty=revision.dirty,
+        digest=digest,
+    )
+    origins = {d.value.name: d.source.file for d in valid if isinstance(d.value, UseCase)}
+    state = DesiredState(
+        source=source,
+        use_cases=tuple(use_cases),
+        policies=tuple(policies),
+        identities=MappingProxyType(identities),
+        dataset_digests=MappingProxyType(datasets),
+        origins=MappingProxyType(origins),
+    )
+    return LoadResult(state, tuple(diagnostics))

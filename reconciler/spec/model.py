@@ -1,0 +1,541 @@
+"""The desired-state model: what people write in git.
+
+Documents follow the Kubernetes shape (``apiVersion`` / ``kind`` / ``metadata`` / ``spec``) so
+they read familiarly and the JSON Schema can drive editors. Field names are camelCase in YAML
+and snake_case in Python. Unknown fields are errors: a typo such as ``maxNewToken`` must fail
+validation rather than silently fall back to a default.
+
+Checks that need only one document live here as validators (their errors carry the exact field
+path); checks across documents or against the repository live in `validation.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from reconciler.spec.durations import DURATION_PATTERN
+
+API_VERSION = "reconciler/v1"
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Lower-case letters, digits and '-', starting and ending alphanumeric.",
+    ),
+]
+RegisteredModelName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=128,
+        description="MLflow registered model name: letters, digits, '.', '_' and '-'.",
+    ),
+]
+RepoPath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="Path relative to the repository root, with '/' separators.",
+    ),
+]
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, description="A duration such as 90s, 30m, 1h30m or 7d."),
+]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+Milliseconds = Annotated[float, Field(gt=0.0, le=3_600_000.0)]
+EnvVarName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        max_length=128,
+        description="Name of an environment variable (the value itself never goes in git).",
+    ),
+]
+
+# Shapes of well-known secrets: writing one where an environment variable *name* belongs is
+# an error, and the value is never echoed back.
+_SECRET_SHAPES = re.compile(r"^(sk-|sk_|ghp_|gho_|github_pat_|hf_|xox[bp]-|AKIA)", re.ASCII)
+
+
+class SpecModel(BaseModel):
+    """Base of every desired-state object: frozen, camelCase in YAML, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=False,
+    )
+
+
+# --- acceptable models -----------------------------------------------------------------------
+
+
+class ModelSource(enum.StrEnum):
+    HUGGINGFACE = "huggingface"
+    LOCAL = "local"
+    OPENAI_COMPATIBLE = "openai-compatible"
+
+
+class HuggingFaceModel(SpecModel):
+    """A model on the Hugging Face Hub, pinned to an immutable commit."""
+
+    source: Literal[ModelSource.HUGGINGFACE]
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    revision: str = Field(
+        pattern=r"^[0-9a-f]{40}$",
+        description="Full 40-character commit sha; branches and tags move, so they are refused.",
+    )
+    license: str = Field(min_length=1)
+    parameters: float | None = Field(default=None, gt=0, description="Parameter count.")
+
+    @property
+    def reference(self) -> str:
+        return self.id
+
+
+class LocalModel(SpecModel):
+    """A Hugging Face-format model folder, relative to the repository (built or checked in)."""
+
+    source: Literal[ModelSource.LOCAL]
+    path: RepoPath
+    revision: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Free-form version of the folder's content; change it to retrain.",
+    )
+    license: str = Field(min_length=1)
+    parameters: float | None = Field(default=None, gt=0)
+
+    @property
+    def reference(self) -> str:
+        return self.path
+
+
+class OpenAICompatibleModel(SpecModel):
+    """A model served by an external OpenAI-compatible provider; evaluated, never trained."""
+
+    source: Literal[ModelSource.OPENAI_COMPATIBLE]
+    id: str = Field(min_length=1, max_length=256, description="The provider's model name.")
+    base_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="Provider API base URL (…/v1)."
+    )
+    base_url_env: EnvVarName | None = Field(
+        default=None, description="Environment variable that, when set, overrides baseUrl."
+    )
+    api_key_env: EnvVarName | None = Field(
+        default=None, description="Environment variable holding the API key."
+    )
+    license: str = Field(min_length=1)
+    parameters: float | None = Field(default=None, gt=0)
+
+    @field_validator("api_key_env", "base_url_env", mode="before")
+    @classmethod
+    def _not_a_secret(cls, value: object) -> object:
+        if isinstance(value, str) and _SECRET_SHAPES.match(value):
+            raise ValueError(
+                "this looks like a secret value; write the NAME of an environment variable "
+                "that holds it (the value is not shown)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> OpenAICompatibleModel:
+        if self.base_url is None and self.base_url_env is None:
+            raise ValueError("give baseUrl, baseUrlEnv, or both")
+        return self
+
+    @property
+    def reference(self) -> str:
+        return self.id
+
+
+AcceptableModel = Annotated[
+    HuggingFaceModel | LocalModel | OpenAICompatibleModel, Field(discriminator="source")
+]
+
+
+class Constraints(SpecModel):
+    max_parameters: float | None = Field(default=None, gt=0)
+    licenses: list[str] | None = Field(
+        default=None, min_length=1, description="Licenses an acceptable model may carry."
+    )
+
+
+class Generation(SpecModel):
+    system_prompt: str = ""
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=128, ge=1, le=8192)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+class TrainingMethod(enum.StrEnum):
+    LORA = "lora"
+    FULL = "full"
+    NONE = "none"
+
+
+class LoraSettings(SpecModel):
+    r: int = Field(default=8, ge=1, le=512)
+    alpha: int = Field(default=16, ge=1, le=1024)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = Field(
+        default=None, min_length=1, description="Defaults are chosen per architecture."
+    )
+
+
+class Hyperparameters(SpecModel):
+    epochs: int = Field(default=1, ge=1, le=100)
+    max_steps: int | None = Field(default=None, ge=1)
+    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
+    batch_size: int = Field(default=8, ge=1, le=4096)
+    max_sequence_length: int = Field(default=256, ge=8, le=32768)
+    seed: int = Field(default=42, ge=0)
+    early_stopping_patience: int = Field(default=3, ge=1, le=100)
+    validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
+
+
+class HistoricalLogs(SpecModel):
+    since: Duration = "30d"
+    min_quality: Ratio = 0.7
+    max_examples: int = Field(default=10_000, ge=1)
+
+
+class TrainingData(SpecModel):
+    initial: RepoPath | None = Field(default=None, description="Initial examples (JSONL).")
+    historical_logs: HistoricalLogs | None = None
+
+
+class Retrain(SpecModel):
+    max_attempts: int = Field(default=1, ge=1, le=10)
+
+
+class Training(SpecModel):
+    method: TrainingMethod = TrainingMethod.NONE
+    lora: LoraSettings | None = None
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    data: TrainingData = Field(default_factory=TrainingData)
+    retrain: Retrain = Field(default_factory=Retrain)
+
+    @model_validator(mode="after")
+    def _settings_match_method(self) -> Training:
+        if self.lora is not None and self.method is not TrainingMethod.LORA:
+            raise ValueError(f"lora settings are given but method is {self.method.value!r}")
+        if self.method is not TrainingMethod.NONE and (
+            self.data.initial is None and self.data.historical_logs is None
+        ):
+            raise ValueError("training needs data: give data.initial, data.historicalLogs, or both")
+        return self
+
+    @property
+    def lora_settings(self) -> LoraSettings:
+        return self.lora or LoraSettings()
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+class MinThreshold(SpecModel):
+    min: Ratio
+
+
+class MaxRatioThreshold(SpecModel):
+    max: Ratio
+
+
+class MaxMillisecondsThreshold(SpecModel):
+    max: Milliseconds
+
+
+class MaxPositiveThreshold(SpecModel):
+    max: float = Field(gt=0.0)
+
+
+class EvaluationThresholds(SpecModel):
+    behavior_similarity: MinThreshold | None = None
+    reference_similarity: MinThreshold | None = None
+    safety_pass_rate: MinThreshold | None = None
+    assertion_pass_rate: MinThreshold | None = None
+    latency_p95_ms: MaxMillisecondsThreshold | None = None
+    validation_perplexity: MaxPositiveThreshold | None = None
+
+
+class AssertionType(enum.StrEnum):
+    CONTAINS = "contains"
+    NOT_CONTAINS = "not_contains"
+    REGEX = "regex"
+    MAX_LENGTH = "max_length"
+    VALID_JSON = "valid_json"
+
+
+class Assertion(SpecModel):
+    name: str = Field(min_length=1, max_length=128)
+    type: AssertionType
+    value: str | int | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_type(self) -> Assertion:
+        kind = self.type
+        if kind is AssertionType.VALID_JSON:
+            if self.value is not None:
+                raise ValueError("valid_json takes no value")
+        elif kind is AssertionType.MAX_LENGTH:
+            if not isinstance(self.value, int) or self.value < 1:
+                raise ValueError("max_length needs a positive integer value")
+        elif not isinstance(self.value, str) or not self.value:
+            raise ValueError(f"{kind.value} needs a non-empty string value")
+        elif kind is AssertionType.REGEX:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class Evaluation(SpecModel):
+    prompts: RepoPath = Field(description="Evaluation prompts (JSONL).")
+    sample_logged_prompts: int = Field(default=0, ge=0, le=10_000)
+    repeats: int = Field(default=1, ge=1, le=20)
+    thresholds: EvaluationThresholds = Field(default_factory=EvaluationThresholds)
+    assertions: list[Assertion] = Field(default_factory=list)
+
+    @field_validator("assertions")
+    @classmethod
+    def _unique_assertion_names(cls, value: list[Assertion]) -> list[Assertion]:
+        names = [a.name for a in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"assertion names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+
+# --- rollout ---------------------------------------------------------------------------------
+
+
+class NoDataPolicy(enum.StrEnum):
+    PAUSE = "pause"
+    FAIL = "fail"
+
+
+class AnalysisMetrics(SpecModel):
+    error_rate: MaxRatioThreshold | None = None
+    guardrail_violation_rate: MaxRatioThreshold | None = None
+    latency_p95_ms: MaxMillisecondsThreshold | None = None
+
+
+class Analysis(SpecModel):
+    metrics: AnalysisMetrics = Field(default_factory=AnalysisMetrics)
+    min_requests: int = Field(
+        default=20, ge=1, description="Fewer requests than this in a window is 'no data'."
+    )
+    failure_limit: int = Field(default=2, ge=1, le=100)
+    on_no_data: NoDataPolicy = Field(
+        default=NoDataPolicy.PAUSE, description="No traffic is inconclusive, never a pass."
+    )
+
+
+class Rollout(SpecModel):
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 75, 100], min_length=1)
+    bake_time: Duration = "5m"
+    progress_deadline: Duration = "2h"
+    analysis: Analysis = Field(default_factory=Analysis)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_are_a_ramp(cls, steps: list[int]) -> list[int]:
+        out_of_range = [s for s in steps if not 1 <= s <= 100]
+        if out_of_range:
+            raise ValueError(f"each step is a traffic percentage in 1..100; got {out_of_range}")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"steps must be strictly increasing; got {steps}")
+        if steps[-1] != 100:
+            raise ValueError(f"the last step must be 100 (full traffic); got {steps[-1]}")
+        return steps
+
+
+class SyncPolicy(SpecModel):
+    automated: bool = Field(default=False, description="Apply on every reconcile without a PR.")
+    self_heal: bool = Field(
+        default=False, description="Restore aliases and weights changed outside the reconciler."
+    )
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+class Metadata(SpecModel):
+    name: Name
+    owners: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+
+class UseCaseSpec(SpecModel):
+    registered_model: RegisteredModelName
+    acceptable_models: list[AcceptableModel] = Field(
+        min_length=1, description="In order of preference; the first is the desired base."
+    )
+    constraints: Constraints = Field(default_factory=Constraints)
+    generation: Generation = Field(default_factory=Generation)
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation
+    rollout: Rollout = Field(default_factory=Rollout)
+    guardrails: list[Name] = Field(default_factory=list)
+    sync_policy: SyncPolicy = Field(default_factory=SyncPolicy)
+
+    @model_validator(mode="after")
+    def _models_meet_constraints(self) -> UseCaseSpec:
+        # Raised as a list so each problem keeps its own field path (see `validation.py`).
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        allowed = self.constraints.licenses
+        limit = self.constraints.max_parameters
+        for i, model in enumerate(self.acceptable_models):
+            if allowed is not None and model.license not in allowed:
+                problems.append(
+                    (
+                        ("acceptableModels", i, "license"),
+                        f"license {model.license!r} is not in constraints.licenses {allowed}",
+                    )
+                )
+            if limit is not None and model.parameters is not None and model.parameters > limit:
+                problems.append(
+                    (
+                        ("acceptableModels", i, "parameters"),
+                        f"{model.parameters:g} parameters exceed constraints.maxParameters "
+                        f"{limit:g}",
+                    )
+                )
+        preferred = self.acceptable_models[0]
+        if (
+            preferred.source is ModelSource.OPENAI_COMPATIBLE
+            and self.training.method is not TrainingMethod.NONE
+        ):
+            problems.append(
+                (
+                    ("training", "method"),
+                    "the preferred model is external (openai-compatible) and is never trained; "
+                    "use method: none",
+                )
+            )
+        duplicates = sorted({g for g in self.guardrails if self.guardrails.count(g) > 1})
+        if duplicates:
+            problems.append((("guardrails",), f"policies listed twice: {', '.join(duplicates)}"))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @property
+    def preferred_model(self) -> HuggingFaceModel | LocalModel | OpenAICompatibleModel:
+        return self.acceptable_models[0]
+
+
+class UseCase(SpecModel):
+    """A use case of the application and the model that should serve it."""
+
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["UseCase"]
+    metadata: Metadata
+    spec: UseCaseSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Intervention(enum.StrEnum):
+    ROLLBACK = "rollback"
+    BLOCK_OUTPUT = "block_output"
+    ADJUST_PARAMETERS = "adjust_parameters"
+    RETRAIN = "retrain"
+    LOG_ONLY = "log_only"
+
+
+class CheckType(enum.StrEnum):
+    PATTERN = "pattern"
+    SEMANTIC = "semantic"
+    CLASSIFIER = "classifier"
+    PII = "pii"
+    ENGAGEMENT = "engagement"
+
+
+class GuardrailCheck(SpecModel):
+    name: Name
+    type: CheckType
+    category: str = Field(min_length=1, max_length=64)
+    severity: Severity
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Check-type specific settings."
+    )
+
+
+def _default_interventions() -> dict[Severity, Intervention]:
+    return {
+        Severity.CRITICAL: Intervention.ROLLBACK,
+        Severity.HIGH: Intervention.BLOCK_OUTPUT,
+        Severity.MEDIUM: Intervention.LOG_ONLY,
+        Severity.LOW: Intervention.LOG_ONLY,
+    }
+
+
+class GuardrailPolicySpec(SpecModel):
+    description: str = ""
+    checks: list[GuardrailCheck] = Field(min_length=1)
+    interventions: dict[Severity, Intervention] = Field(default_factory=_default_interventions)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, value: list[GuardrailCheck]) -> list[GuardrailCheck]:
+        names = [c.name for c in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+
+class GuardrailPolicy(SpecModel):
+    """A named set of guardrail checks that use cases reference by name."""
+
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["GuardrailPolicy"]
+    metadata: Metadata
+    spec: GuardrailPolicySpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Document = Annotated[UseCase | GuardrailPolicy, Field(discriminator="kind")]
+DOCUMENT_KINDS: dict[str, type[UseCase] | type[GuardrailPolicy]] = {
+    "UseCase": UseCase,
+    "GuardrailPolicy": GuardrailPolicy,
+}
+
+
+class FieldProblems(ValueError):
+    """Several problems in one model validator, each with its own path below the model."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems

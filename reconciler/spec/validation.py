@@ -1,0 +1,273 @@
+"""Validation: every problem in the desired state, each with file, line, column and field.
+
+Two passes. `validate_document` checks one YAML document against the model and turns
+pydantic's errors into diagnostics at the exact place in the file. `cross_check` then looks
+across documents and at the repository: names that must be unique, guardrail policies that
+must exist, paths that must stay inside the repository and exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.model import (
+    API_VERSION,
+    DOCUMENT_KINDS,
+    FieldProblems,
+    GuardrailPolicy,
+    LocalModel,
+    UseCase,
+)
+from reconciler.spec.source_tree import EntryKind, SourceTree
+from reconciler.spec.yaml_source import FieldPath, YamlDocument, format_field_path
+
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "int_from_float": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+_PATTERN_HINTS = {
+    "revision": "must be a full 40-character commit sha (branches and tags move, so they are "
+    "not pinned)",
+    "name": "must be lower-case letters, digits and '-', starting and ending alphanumeric "
+    "(at most 63 characters)",
+    "registeredModel": "must be letters, digits, '.', '_' and '-', starting alphanumeric",
+    "apiKeyEnv": "must be an environment variable name such as PROVIDER_API_KEY",
+    "baseUrlEnv": "must be an environment variable name such as PROVIDER_BASE_URL",
+    "bakeTime": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "progressDeadline": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "since": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "baseUrl": "must be an http:// or https:// URL",
+}
+
+
+@dataclass(frozen=True)
+class ValidDocument:
+    """A document that passed its own checks, with where it came from."""
+
+    source: YamlDocument
+    value: UseCase | GuardrailPolicy
+
+
+@functools.cache
+def _known_field_names() -> tuple[str, ...]:
+    from reconciler.spec.schema import property_names
+
+    return tuple(sorted(property_names()))
+
+
+def _data_path(data: Any, loc: Sequence[str | int]) -> FieldPath:
+    """Drop the union tags pydantic puts in `loc` (e.g. 'huggingface') that are not in the data."""
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict):
+            if part in current:
+                path.append(part)
+                current = current[part]
+            elif last:
+                path.append(part)
+            # else: a discriminator tag, not a key of the data
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            path.append(part)
+            current = current[part]
+        else:
+            path.append(part)
+            current = None
+    return tuple(path)
+
+
+def _message(error: dict[str, Any], path: FieldPath) -> str:
+    kind = error["type"]
+    field_name = next((p for p in reversed(path) if isinstance(p, str)), "")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(path[-1]), _known_field_names(), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown field {path[-1]!r}{hint}"
+    if kind == "string_pattern_mismatch" and field_name in _PATTERN_HINTS:
+        return _PATTERN_HINTS[field_name]
+    if kind in _FRIENDLY:
+        return _FRIENDLY[kind]
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _diagnostics_from(exc: ValidationError, document: YamlDocument) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblems):
+            for sub_path, message in cause.problems:
+                path = _data_path(document.data, (*loc, *sub_path))
+                found.append(_at(document, path, message))
+            continue
+        path = _data_path(document.data, loc)
+        message = _message(error, path)
+        if error["type"] == "extra_forbidden":
+            found.append(_at(document, path, message, prefer_key=True))
+        elif error["type"] == "missing":
+            found.append(
+                Diagnostic(
+                    document.file,
+                    document.position_of(path[:-1]),
+                    format_field_path(path),
+                    message,
+                )
+            )
+        else:
+            found.append(_at(document, path, message))
+    return found
+
+
+def _at(
+    document: YamlDocument, path: FieldPath, message: str, *, prefer_key: bool = False
+) -> Diagnostic:
+    return Diagnostic(
+        document.file,
+        document.position_of(path, prefer_key=prefer_key),
+        format_field_path(path),
+        message,
+    )
+
+
+def validate_document(document: YamlDocument) -> tuple[ValidDocument | None, list[Diagnostic]]:
+    data = document.data
+    if not isinstance(data, dict):
+        return None, [
+            Diagnostic(document.file, document.start, "", "a document must be a mapping")
+        ]
+    header: list[Diagnostic] = []
+    if data.get("apiVersion") != API_VERSION:
+        shown = "missing" if "apiVersion" not in data else f"{data['apiVersion']!r} is unknown"
+        header.append(_at(document, ("apiVersion",), f"{shown}; expected {API_VERSION!r}"))
+    kind = data.get("kind")
+    model = DOCUMENT_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        shown = "missing" if kind is None else f"{kind!r} is unknown"
+        expected = ", ".join(DOCUMENT_KINDS)
+        header.append(_at(document, ("kind",), f"{shown}; expected one of {expected}"))
+        return None, header
+    try:
+        value = model.model_validate(data)
+    except ValidationError as exc:
+        problems = _diagnostics_from(exc, document)
+        # The header check above already reported a wrong apiVersion.
+        problems = [p for p in problems if p.field != "apiVersion"]
+        return None, header + problems
+    if header:
+        return None, header
+    return ValidDocument(document, value), []
+
+
+def _use_case_paths(use_case: UseCase) -> Iterable[tuple[FieldPath, str, bool]]:
+    """(field path, repository path, must exist) for every path a use case names."""
+    spec = use_case.spec
+    if spec.training.data.initial:
+        yield ("spec", "training", "data", "initial"), spec.training.data.initial, True
+    yield ("spec", "evaluation", "prompts"), spec.evaluation.prompts, True
+    for i, model in enumerate(spec.acceptable_models):
+        if isinstance(model, LocalModel):
+            # Model folders are build outputs (git-ignored); they must exist when applied.
+            yield ("spec", "acceptableModels", i, "path"), model.path, False
+
+
+def dataset_paths(use_case: UseCase) -> list[str]:
+    return [path for _, path, must_exist in _use_case_paths(use_case) if must_exist]
+
+
+def cross_check(documents: list[ValidDocument], tree: SourceTree) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+    use_cases = [d for d in documents if isinstance(d.value, UseCase)]
+    policies = [d for d in documents if isinstance(d.value, GuardrailPolicy)]
+
+    problems += _duplicates(use_cases, ("metadata", "name"), lambda d: d.value.name, "use case")
+    problems += _duplicates(
+        use_cases,
+        ("spec", "registeredModel"),
+        lambda d: d.value.spec.registered_model,  # type: ignore[union-attr]
+        "registered model",
+    )
+    problems += _duplicates(policies, ("metadata", "name"), lambda d: d.value.name, "policy")
+
+    policy_names = sorted({d.value.name for d in policies})
+    for doc in use_cases:
+        use_case = doc.value
+        assert isinstance(use_case, UseCase)
+        for i, name in enumerate(use_case.spec.guardrails):
+            if name not in policy_names:
+                known = ", ".join(policy_names) or "none are defined"
+                problems.append(
+                    _at(
+                        doc.source,
+                        ("spec", "guardrails", i),
+                        f"unknown guardrail policy {name!r} (known: {known})",
+                    )
+                )
+        for field_path, path, must_exist in _use_case_paths(use_case):
+            message = _path_problem(tree, path, must_exist=must_exist)
+            if message:
+                problems.append(_at(doc.source, field_path, message))
+    return problems
+
+
+def _path_problem(tree: SourceTree, path: str, *, must_exist: bool) -> str | None:
+    if path.startswith("/") or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
+        return f"{path!r} is absolute; paths are relative to the repository root"
+    if "\\" in path:
+        return f"{path!r} uses '\\'; write paths with '/'"
+    if tree.escapes(path):
+        return f"{path!r} points outside the repository"
+    if not must_exist:
+        return None
+    kind = tree.kind(path)
+    if kind is EntryKind.MISSING:
+        return f"{path!r} does not exist in the repository"
+    if kind is EntryKind.DIRECTORY:
+        return f"{path!r} is a folder; a file is expected"
+    if kind is EntryKind.SYMLINK:
+        return f"{path!r} is a symbolic link; commit the file itself"
+    return None
+
+
+def _duplicates(
+    documents: list[ValidDocument],
+    field_path: FieldPath,
+    value_of: Any,
+    what: str,
+) -> list[Diagnostic]:
+    first_seen: dict[str, ValidDocument] = {}
+    problems: list[Diagnostic] = []
+    for doc in documents:
+        value = value_of(doc)
+        if value in first_seen:
+            first = first_seen[value]
+            where = first.source.position_of(field_path)
+            problems.append(
+                _at(
+                    doc.source,
+                    field_path,
+                    f"duplicate {what} {value!r} (also defined at {first.source.file}:"
+                    f"{where.line})",
+                )
+            )
+        else:
+            first_seen[value] = doc
+    return problems

@@ -1,0 +1,1 @@
+"""The live route table: per use case, which model versions get which share of traffic."""
