@@ -10,7 +10,9 @@ from reconciler.spec.loader import DesiredState
 from reconciler.traffic.store import TrafficStore
 
 
-def observe(desired: DesiredState, registry: RegistryReader, traffic: TrafficStore) -> ObservedState:
+def observe(
+    desired: DesiredState, registry: RegistryReader, traffic: TrafficStore
+) -> ObservedState:
     names = [use_case.spec.registered_model for use_case in desired.use_cases]
     models = registry.snapshot(names)
     routes = traffic.snapshot([use_case.name for use_case in desired.use_cases])

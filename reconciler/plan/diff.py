@@ -187,7 +187,10 @@ class _UseCasePlan:
                 Action.REGISTER,
                 f"no version of {spec.registered_model} is {shown} "
                 f"(key {short(self.identity.base_key)}): register it",
-                before={"registered_model": spec.registered_model, "versions": len(self.model.versions)},
+                before={
+                    "registered_model": spec.registered_model,
+                    "versions": len(self.model.versions),
+                },
                 after=after,
             )
         return None
@@ -228,7 +231,9 @@ class _UseCasePlan:
             mode="json", by_alias=True, exclude_none=True
         )
         against = (
-            f"against champion {baseline}" if baseline else "with no champion: absolute thresholds only"
+            f"against champion {baseline}"
+            if baseline
+            else "with no champion: absolute thresholds only"
         )
         label = candidate.version if candidate else NEW_VERSION
         why = f" ({stale})" if stale else ""
@@ -278,7 +283,7 @@ class _UseCasePlan:
         champion = self.alias(Alias.CHAMPION)
         challenger = self.alias(Alias.CHALLENGER)
         holds_traffic = self.traffic.weight_of(version) > 0
-        if champion != version and challenger != version and not holds_traffic:
+        if version not in (champion, challenger) and not holds_traffic:
             self.add(
                 Action.NOOP,
                 f"candidate {version} was rejected for this desired state ({rejection}); "
@@ -295,8 +300,7 @@ class _UseCasePlan:
             return
         self.add(
             Action.ROLLBACK,
-            f"candidate {version} was rejected ({rejection}) but still serves; "
-            f"restore {restore}",
+            f"candidate {version} was rejected ({rejection}) but still serves; restore {restore}",
             before={
                 "champion": champion,
                 "challenger": challenger,
@@ -321,8 +325,7 @@ class _UseCasePlan:
             if challenger is not None:
                 self.add(
                     Action.PROMOTE,
-                    f"{candidate} is champion: remove the leftover challenger alias "
-                    f"({challenger})",
+                    f"{candidate} is champion: remove the leftover challenger alias ({challenger})",
                     before={"champion": champion, "challenger": challenger},
                     after={"champion": champion, "challenger": None},
                     drift=self._moved_by_hand(Alias.CHALLENGER),
@@ -330,9 +333,11 @@ class _UseCasePlan:
             self.route_all_to(candidate, "champion")
             return
 
-        if candidate is not None and self.applied is not None and self.applied.get(
-            Alias.CHAMPION.value
-        ) == candidate:
+        if (
+            candidate is not None
+            and self.applied is not None
+            and self.applied.get(Alias.CHAMPION.value) == candidate
+        ):
             self.add(
                 Action.PROMOTE,
                 f"alias champion was moved outside the reconciler (to {champion}); "
@@ -398,8 +403,10 @@ class _UseCasePlan:
         desired = _all_to(version)
         if current == desired:
             return
-        drift = self.traffic.drifted and self.traffic.applied is not None and (
-            normalize_routes(list(self.traffic.applied)) == desired
+        drift = (
+            self.traffic.drifted
+            and self.traffic.applied is not None
+            and (normalize_routes(list(self.traffic.applied)) == desired)
         )
         reason = f"route all traffic to the {role} {version}"
         if drift:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION: Final = 1
 NEW_VERSION = "(new)"  # a version this plan creates; its number is known only when applied
 
 

@@ -31,8 +31,10 @@ def _paint(text: str, code: str, colour: bool) -> str:
 def _value(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, list) and value and all(
-        isinstance(v, dict) and {"version", "weight"} <= v.keys() for v in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and {"version", "weight"} <= v.keys() for v in value)
     ):
         return ", ".join(f"{v['version']}={v['weight']}%" for v in value)
     if isinstance(value, list):
@@ -113,9 +115,10 @@ def render_markdown(plan: Plan) -> str:
     out += ["| Use case | Changes | Actions |", "|---|---:|---|"]
     for use_case in plan.use_cases():
         pending = [c for c in plan.changes_for(use_case) if c.action is not Action.NOOP]
-        actions = ", ".join(
-            c.action.value + (" (drift)" if c.drift else "") for c in pending
-        ) or "in sync"
+        actions = (
+            ", ".join(c.action.value + (" (drift)" if c.drift else "") for c in pending)
+            or "in sync"
+        )
         out.append(f"| `{_cell(use_case)}` | {len(pending)} | {_cell(actions)} |")
     out.append("")
     for use_case in plan.use_cases():

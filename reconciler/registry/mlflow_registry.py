@@ -1,20 +1,21 @@
 """MLflow model registry adapter (MLflow 3: aliases and tags, never stages).
 
-Observation costs two requests per registered model whatever its number of versions: one
-`get_registered_model` (aliases and tags) and one `search_model_versions` page (every version
-with its tags). Models are fetched concurrently against a tracking server. mlflow is imported
-lazily so commands that never reach the registry stay fast.
+Observation costs about one request per registered model whatever its number of versions:
+one `get_registered_model` each (aliases and tags; search results carry no aliases), plus one
+`search_model_versions` page per batch of models (`name IN (...)`, every version with its
+tags). Requests run concurrently against a tracking server. mlflow is imported lazily so
+commands that never reach the registry stay fast.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.errors import RegistryError
 from reconciler.observe.state import RegisteredModelSnapshot, VersionSnapshot
@@ -25,12 +26,18 @@ if TYPE_CHECKING:
 
 # An unreachable server should fail a plan in seconds, not after MLflow's default ~2 minutes of
 # retries. Users who set these themselves keep their values.
+T = TypeVar("T")
+R = TypeVar("R")
+
 _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 _PAGE_SIZE = 10_000
+# Names per `name IN (...)` version search: keeps the query string short while cutting the
+# requests for versions to one per batch.
+_BATCH = 25
 
 
 def _is_remote(uri: str) -> bool:
@@ -70,12 +77,13 @@ class MlflowRegistry:
     def snapshot(self, names: Sequence[str]) -> Mapping[str, RegisteredModelSnapshot | None]:
         unique = sorted(set(names))
         try:
-            client = self.client
-            if self.workers > 1 and len(unique) > 1:
-                with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                    found = list(pool.map(self._read_one, unique))
-            else:
-                found = [self._read_one(name) for name in unique]
+            models = dict(zip(unique, self._map(self._read_model, unique), strict=True))
+            present = [name for name in unique if models[name] is not None]
+            batches = [present[i : i + _BATCH] for i in range(0, len(present), _BATCH)]
+            versions: dict[str, list[VersionSnapshot]] = {name: [] for name in present}
+            for found in self._map(self._read_versions, batches):
+                for name, version in found:
+                    versions[name].append(version)
         except RegistryError:
             raise
         except Exception as exc:  # any SDK or transport failure becomes one clear message
@@ -83,28 +91,55 @@ class MlflowRegistry:
                 f"cannot read the model registry at {redact_uri(self.registry_uri)}: "
                 f"{_first_line(exc)}"
             ) from exc
-        del client
-        return MappingProxyType(dict(zip(unique, found, strict=True)))
+        snapshots: dict[str, RegisteredModelSnapshot | None] = {}
+        for name in unique:
+            model = models[name]
+            snapshots[name] = (
+                None
+                if model is None
+                else RegisteredModelSnapshot(
+                    name=name,
+                    aliases=model.aliases,
+                    tags=model.tags,
+                    versions=tuple(sorted(versions[name], key=lambda v: int(v.version))),
+                )
+            )
+        return MappingProxyType(snapshots)
 
-    def _read_one(self, name: str) -> RegisteredModelSnapshot | None:
+    def _map(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if self.workers > 1 and len(items) > 1:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                return list(pool.map(work, items))
+        return [work(item) for item in items]
+
+    def _read_model(self, name: str) -> RegisteredModelSnapshot | None:
+        """Aliases and tags of one registered model (versions come in batches)."""
         from mlflow.exceptions import MlflowException
 
-        client = self.client
         try:
-            model = client.get_registered_model(name)
+            model = self.client.get_registered_model(name)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        versions = client.search_model_versions(
-            filter_string=f"name='{name}'", max_results=_PAGE_SIZE
-        )
         return RegisteredModelSnapshot(
             name=model.name,
             aliases=MappingProxyType({str(k): str(v) for k, v in (model.aliases or {}).items()}),
             tags=MappingProxyType(dict(model.tags or {})),
-            versions=tuple(_version(v) for v in versions),
         )
+
+    def _read_versions(self, names: list[str]) -> list[tuple[str, VersionSnapshot]]:
+        quoted = ", ".join(f"'{name}'" for name in names)  # names are validated: no quotes
+        found: list[tuple[str, VersionSnapshot]] = []
+        token: str | None = None
+        while True:
+            page = self.client.search_model_versions(
+                filter_string=f"name IN ({quoted})", max_results=_PAGE_SIZE, page_token=token
+            )
+            found += [(str(entity.name), _version(entity)) for entity in page]
+            token = page.token
+            if not token:
+                return found
 
 
 def _version(entity: Any) -> VersionSnapshot:

@@ -110,7 +110,9 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
         (d.value for d in valid if isinstance(d.value, GuardrailPolicy)), key=lambda p: p.name
     )
     datasets = {
-        path: digest_bytes(tree.read(path)) for use_case in use_cases for path in dataset_paths(use_case)
+        path: digest_bytes(tree.read(path))
+        for use_case in use_cases
+        for path in dataset_paths(use_case)
     }
     policy_json = {p.name: p.model_dump(mode="json", by_alias=True) for p in policies}
     identities = {

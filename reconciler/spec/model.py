@@ -12,6 +12,7 @@ path); checks across documents or against the repository live in `validation.py`
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -359,7 +360,7 @@ class Rollout(SpecModel):
         out_of_range = [s for s in steps if not 1 <= s <= 100]
         if out_of_range:
             raise ValueError(f"each step is a traffic percentage in 1..100; got {out_of_range}")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"steps must be strictly increasing; got {steps}")
         if steps[-1] != 100:
             raise ValueError(f"the last step must be 100 (full traffic); got {steps[-1]}")
@@ -434,7 +435,7 @@ class UseCaseSpec(SpecModel):
         if duplicates:
             problems.append((("guardrails",), f"policies listed twice: {', '.join(duplicates)}"))
         if problems:
-            raise FieldProblems(problems)
+            raise NestedFieldError(problems)
         return self
 
     @property
@@ -533,7 +534,7 @@ DOCUMENT_KINDS: dict[str, type[UseCase] | type[GuardrailPolicy]] = {
 }
 
 
-class FieldProblems(ValueError):
+class NestedFieldError(ValueError):
     """Several problems in one model validator, each with its own path below the model."""
 
     def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:

@@ -135,7 +135,7 @@ class GitTree:
         prefix = os.path.relpath(root.resolve(), work)
         self._prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
         self.description = f"{root}@{ref}"
-        self.ref = ref
+        self.ref: str | None = ref
 
     def revision(self) -> Revision:
         return Revision(commit=self._commit.hexsha, dirty=False)

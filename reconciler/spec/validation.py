@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import (
     API_VERSION,
     DOCUMENT_KINDS,
-    FieldProblems,
     GuardrailPolicy,
     LocalModel,
+    NestedFieldError,
     UseCase,
 )
 from reconciler.spec.source_tree import EntryKind, SourceTree
@@ -92,7 +93,7 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> FieldPath:
     return tuple(path)
 
 
-def _message(error: dict[str, Any], path: FieldPath) -> str:
+def _message(error: ErrorDetails, path: FieldPath) -> str:
     kind = error["type"]
     field_name = next((p for p in reversed(path) if isinstance(p, str)), "")
     if kind == "extra_forbidden":
@@ -114,7 +115,7 @@ def _diagnostics_from(exc: ValidationError, document: YamlDocument) -> list[Diag
     for error in exc.errors():
         loc = tuple(error["loc"])
         cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblems):
+        if isinstance(cause, NestedFieldError):
             for sub_path, message in cause.problems:
                 path = _data_path(document.data, (*loc, *sub_path))
                 found.append(_at(document, path, message))
@@ -151,9 +152,7 @@ def _at(
 def validate_document(document: YamlDocument) -> tuple[ValidDocument | None, list[Diagnostic]]:
     data = document.data
     if not isinstance(data, dict):
-        return None, [
-            Diagnostic(document.file, document.start, "", "a document must be a mapping")
-        ]
+        return None, [Diagnostic(document.file, document.start, "", "a document must be a mapping")]
     header: list[Diagnostic] = []
     if data.get("apiVersion") != API_VERSION:
         shown = "missing" if "apiVersion" not in data else f"{data['apiVersion']!r} is unknown"
@@ -202,7 +201,7 @@ def cross_check(documents: list[ValidDocument], tree: SourceTree) -> list[Diagno
     problems += _duplicates(
         use_cases,
         ("spec", "registeredModel"),
-        lambda d: d.value.spec.registered_model,  # type: ignore[union-attr]
+        lambda d: d.value.spec.registered_model,
         "registered model",
     )
     problems += _duplicates(policies, ("metadata", "name"), lambda d: d.value.name, "policy")

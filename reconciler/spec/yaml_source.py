@@ -13,6 +13,7 @@ values ourselves, so that:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ _SAFE_SCALAR_TAGS = frozenset(
         _TIMESTAMP_TAG,
     }
 )
+# YAML 1.2 reads a plain `2e9` as a number; PyYAML (YAML 1.1) as a string. Editors follow 1.2,
+# so we do too, and the reconciler and the yaml-language-server agree on what a file means.
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
@@ -66,6 +70,10 @@ class YamlDocument:
                 return self.start
             probe = probe[:-1]
             prefer_key = False
+
+
+class _ExpansionLimitError(Exception):
+    """The document would expand to more values than any desired state needs."""
 
 
 class _DocumentError(Exception):
@@ -106,12 +114,7 @@ class _Builder:
     def build(self, node: Node, path: FieldPath) -> Any:
         self.nodes_seen += 1
         if self.nodes_seen > MAX_NODES_PER_DOCUMENT:
-            raise _DocumentError(
-                _position(node),
-                path,
-                f"document expands to more than {MAX_NODES_PER_DOCUMENT} values "
-                "(alias expansion bomb?); refused",
-            )
+            raise _ExpansionLimitError()
         self.values.setdefault(path, _position(node))
         if id(node) in self._active:
             raise _DocumentError(_position(node), path, "recursive alias: a value contains itself")
@@ -131,7 +134,9 @@ class _Builder:
 
     def _expect_tag(self, node: Node, tag: str, path: FieldPath) -> None:
         if node.tag != tag:
-            raise _DocumentError(_position(node), path, f"tag {_short_tag(node.tag)} is not allowed")
+            raise _DocumentError(
+                _position(node), path, f"tag {_short_tag(node.tag)} is not allowed"
+            )
 
     def _scalar(self, node: ScalarNode, path: FieldPath) -> Any:
         if node.tag not in _SAFE_SCALAR_TAGS:
@@ -140,6 +145,8 @@ class _Builder:
                 path,
                 f"tag {_short_tag(node.tag)} is not allowed (only plain YAML values are read)",
             )
+        if node.tag == _STR_TAG and node.style is None and _YAML12_FLOAT.match(node.value):
+            return float(node.value)
         if node.tag == _TIMESTAMP_TAG:
             # A date is data, not a datetime object: keep what the author wrote.
             return node.value
@@ -208,9 +215,7 @@ def decode_utf8(file: str, raw: bytes) -> tuple[str | None, list[Diagnostic]]:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        return None, [
-            Diagnostic(file, Position(line, column), "", "file is not valid UTF-8 text")
-        ]
+        return None, [Diagnostic(file, Position(line, column), "", "file is not valid UTF-8 text")]
 
 
 def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list[Diagnostic]]:
@@ -221,14 +226,25 @@ def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list
     documents: list[YamlDocument] = []
     try:
         for index, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
-            if node is None:
-                continue
+            if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
+                continue  # an empty document, e.g. after a trailing '---'
             builder = _Builder(file, index)
             try:
                 data = builder.build(node, ())
             except _DocumentError as exc:
                 field_name = format_field_path(exc.field_path)
                 problems.append(Diagnostic(file, exc.position, field_name, exc.message))
+                continue
+            except _ExpansionLimitError:
+                problems.append(
+                    Diagnostic(
+                        file,
+                        _position(node),
+                        "",
+                        f"document expands to more than {MAX_NODES_PER_DOCUMENT} values "
+                        "(alias expansion bomb?); refused",
+                    )
+                )
                 continue
             documents.append(
                 YamlDocument(file, index, _position(node), data, builder.values, builder.keys)

@@ -1,0 +1,83 @@
+"""Start and stop a real `mlflow server` on 127.0.0.1 (tests and benchmarks share it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def mlflow_server(root: Path, *, timeout: float = 90.0) -> Iterator[str]:
+    """A tracking server over a fresh sqlite store under `root`; yields its URL."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (root / "server.log").open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        # uvicorn's default h11 parser answers keep-alive requests ~40 ms late (delayed ACK);
+        # httptools does not. MLflow's client keeps connections alive, so this decides
+        # whether observing 200 models takes 1 s or 5 s.
+        "--uvicorn-opts",
+        "--http httptools",
+    ]
+    # Job execution (scorers, trace rollups) is not used here, and its start-up imports
+    # optional GenAI packages that may try to reach the internet; keep the server lean.
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": "",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {process.returncode}: "
+                    f"{(root / 'server.log').read_text(errors='replace')[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start within {timeout}s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

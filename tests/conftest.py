@@ -1,0 +1,53 @@
+"""Shared fixtures: the shipped example as a scratch repository, real MLflow stores."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.mlflow_process import mlflow_server
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def shipped_repo(tmp_path: Path) -> Path:
+    """A copy of the shipped desired_state/ and policies/ in a scratch folder."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for folder in ("desired_state", "policies"):
+        shutil.copytree(PROJECT_ROOT / folder, repo / folder)
+    # The committed schema is referenced by the shipped files' editor header.
+    (repo / "reconciler" / "spec").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "reconciler/spec/schema.json", repo / "reconciler/spec/schema.json")
+    return repo
+
+
+@pytest.fixture
+def sqlite_tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def isolated_env(
+    tmp_path: Path, sqlite_tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment pointing the reconciler at a scratch MLflow store and state folder."""
+    env = {
+        "MLFLOW_TRACKING_URI": sqlite_tracking_uri,
+        "RECONCILER_STATE_DIR": str(tmp_path / "state"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    return env
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 for the whole session."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url

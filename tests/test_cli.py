@@ -1,0 +1,197 @@
+"""The command line as a user runs it: exit codes, messages, saved plans, light imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+from reconciler.cli import main
+from reconciler.plan import planfile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_validate_shipped_state(capsys: pytest.CaptureFixture[str], shipped_repo: Path) -> None:
+    code, out, _ = run(capsys, "validate", "--repo", str(shipped_repo))
+    assert code == 0
+    assert "Valid: 3 use cases, 2 guardrail policies" in out
+
+
+def test_validate_malformed_file_names_file_and_line(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    path = shipped_repo / "desired_state" / "npc-dialogue.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.8", "temperature: hot"))
+    code, _, err = run(capsys, "validate", "--repo", str(shipped_repo))
+    assert code == 1
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "hot" in text)
+    assert f"desired_state/npc-dialogue.yaml:{line}:18: spec.generation.temperature:" in err
+    assert "Traceback" not in err
+
+
+def test_validate_json_and_github_outputs(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    (shipped_repo / "desired_state" / "broken.yaml").write_text("kind: [\n")
+    code, out, _ = run(capsys, "validate", "--repo", str(shipped_repo), "--output", "json")
+    assert code == 1
+    document = json.loads(out)
+    assert document["valid"] is False
+    assert document["diagnostics"][0]["file"] == "desired_state/broken.yaml"
+    code, out, _ = run(capsys, "validate", "--repo", str(shipped_repo), "--output", "github")
+    assert code == 1
+    assert out.startswith("::error file=desired_state/broken.yaml,line=")
+
+
+def test_schema_prints_the_committed_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    assert out == (ROOT / "reconciler/spec/schema.json").read_text()
+
+
+def test_plan_on_empty_registry_lists_every_use_case_and_exits_2(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    code, out, _ = run(
+        capsys, "plan", "--repo", str(shipped_repo), "--output", "json", "--detailed-exitcode"
+    )
+    assert code == 2
+    document = json.loads(out)
+    assert {c["use_case"] for c in document["changes"]} == {
+        "npc-dialogue",
+        "faction-decision",
+        "story-generation",
+    }
+    assert document["summary"]["changes"] > 0
+
+
+def test_plan_without_detailed_exitcode_exits_0(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    code, out, _ = run(capsys, "plan", "--repo", str(shipped_repo))
+    assert code == 0
+    assert "Plan: 14 changes" in out
+
+
+def test_plan_markdown_and_saved_plan(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    saved = tmp_path / "out.plan.json"
+    code, out, err = run(
+        capsys, "plan", "--repo", str(shipped_repo), "--output", "markdown", "--out", str(saved)
+    )
+    assert code == 0
+    assert out.startswith("### Model reconciler plan")
+    assert f"Saved the plan to {saved}" in err
+    plan = planfile.load(saved)
+    assert plan.summary()["changes"] == 14
+
+
+def test_plan_from_git_ref_records_the_commit(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    repo = git.Repo.init(shipped_repo, initial_branch="main")
+    repo.git.add(A=True)
+    repo.index.commit("desired state")
+    code, out, _ = run(
+        capsys, "plan", "--repo", str(shipped_repo), "--ref", "main", "--output", "json"
+    )
+    assert code == 0
+    assert json.loads(out)["source"]["commit"] == repo.head.commit.hexsha
+
+
+def test_plan_one_use_case_and_unknown_use_case(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "plan",
+        "--repo",
+        str(shipped_repo),
+        "--use-case",
+        "story-generation",
+        "--output",
+        "json",
+    )
+    assert code == 0
+    assert {c["use_case"] for c in json.loads(out)["changes"]} == {"story-generation"}
+    code, _, err = run(capsys, "plan", "--repo", str(shipped_repo), "--use-case", "nope")
+    assert code == 1
+    assert "unknown use case nope" in err
+
+
+def test_plan_with_invalid_desired_state_exits_1(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    (shipped_repo / "desired_state" / "bad.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Nope\n"
+    )
+    code, out, err = run(capsys, "plan", "--repo", str(shipped_repo), "--detailed-exitcode")
+    assert code == 1
+    assert out == ""
+    assert "desired_state/bad.yaml:2:7: kind:" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--bogus"],
+        ["nope"],
+        ["plan", "--output", "yaml"],
+        ["plan", "--repo", "/does/not/exist"],
+    ],
+)
+def test_usage_errors_exit_1_not_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert "Traceback" not in err
+
+
+def test_unreachable_registry_exits_1_with_redacted_uri(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://admin:hunter2@127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    code, _, err = run(capsys, "plan", "--repo", str(shipped_repo))
+    assert code == 1
+    assert "error: cannot read the model registry at http://***@127.0.0.1:9" in err
+    assert "hunter2" not in err
+
+
+_IMPORT_PROBE = """
+import sys
+from reconciler.cli import main
+code = main(sys.argv[1:])
+heavy = [m for m in ("torch", "transformers", "sentence_transformers", "peft") if m in sys.modules]
+print("HEAVY=" + ",".join(heavy))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_validate_and_plan_never_import_torch(
+    command: str, shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, command, "--repo", str(shipped_repo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY=\n" in result.stdout
