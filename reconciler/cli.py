@@ -177,6 +177,11 @@ def plan(
         raise SystemExit(EXIT_CHANGES)
 
 
+from reconciler.guardrails.cli import guardrails as _guardrails_group  # noqa: E402
+
+cli.add_command(_guardrails_group)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every failure into a message and exit code 1."""
     try:

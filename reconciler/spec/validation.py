@@ -206,6 +206,8 @@ def cross_check(documents: list[ValidDocument], tree: SourceTree) -> list[Diagno
     )
     problems += _duplicates(policies, ("metadata", "name"), lambda d: d.value.name, "policy")
 
+    problems += _check_parameter_problems(policies)
+
     policy_names = sorted({d.value.name for d in policies})
     for doc in use_cases:
         use_case = doc.value
@@ -224,6 +226,22 @@ def cross_check(documents: list[ValidDocument], tree: SourceTree) -> list[Diagno
             message = _path_problem(tree, path, must_exist=must_exist)
             if message:
                 problems.append(_at(doc.source, field_path, message))
+    return problems
+
+
+def _check_parameter_problems(policies: list[ValidDocument]) -> list[Diagnostic]:
+    # Each check type's parameters are typed by the guardrails package that runs them; its
+    # parameter models are light (pydantic only), so validation stays torch-free.
+    from reconciler.guardrails.parameters import parameter_problems
+
+    problems = []
+    for doc in policies:
+        policy = doc.value
+        assert isinstance(policy, GuardrailPolicy)
+        for i, guardrail_check in enumerate(policy.spec.checks):
+            for sub_path, message in parameter_problems(guardrail_check):
+                path = _data_path(doc.source.data, ("spec", "checks", i, "parameters", *sub_path))
+                problems.append(_at(doc.source, path, message))
     return problems
 
 

