@@ -394,7 +394,8 @@ class _UseCasePlan:
         self.add(
             Action.PROMOTE,
             f"after the last step {target} becomes champion; {champion} becomes previous",
-            before={"champion": champion, "challenger": challenger, "previous": previous},
+            # `before` is the state this change expects, i.e. after the shift above.
+            before={"champion": champion, "challenger": target, "previous": previous},
             after={"champion": target, "challenger": None, "previous": champion},
         )
 

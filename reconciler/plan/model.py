@@ -15,8 +15,9 @@ A `Change` records what one action will do to one use case:
     rollback   aliases and routes as observed       aliases and routes restored
     noop       None                                 None
 
-`before` is also the change's precondition: the executor refuses a change whose `before` no
-longer holds. `reason` is for humans and is never used for decisions.
+`before` is also the change's precondition: the state it expects when it starts, i.e. after
+the earlier changes of the same plan. The executor refuses a change whose `before` no longer
+holds, and skips one whose `after` already holds (a resumed apply). `reason` is for humans and is never used for decisions.
 """
 
 from __future__ import annotations

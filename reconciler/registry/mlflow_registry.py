@@ -49,6 +49,22 @@ def _ensure_local_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _wrap_errors(action: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def decorate(method: Callable[..., None]) -> Callable[..., None]:
+        def wrapper(self: MlflowRegistry, *args: str) -> None:
+            try:
+                method(self, *args)
+            except Exception as exc:
+                raise RegistryError(
+                    f"cannot {action} in {redact_uri(self.registry_uri)}: {_first_line(exc)}"
+                ) from exc
+
+        wrapper.__doc__ = method.__doc__
+        return wrapper
+
+    return decorate
+
+
 class MlflowRegistry:
     """Reads (and, for the apply engine, writes) registered models through `MlflowClient`."""
 
@@ -105,6 +121,28 @@ class MlflowRegistry:
                 )
             )
         return MappingProxyType(snapshots)
+
+    @_wrap_errors("set an alias")
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    @_wrap_errors("delete an alias")
+    def delete_alias(self, name: str, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # already gone is done
+                raise
+
+    @_wrap_errors("tag a registered model")
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(name, key, value)
+
+    @_wrap_errors("tag a model version")
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(name, version, key, value)
 
     def _map(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if self.workers > 1 and len(items) > 1:

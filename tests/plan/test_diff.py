@@ -253,6 +253,8 @@ def test_canary_uses_the_spec_steps_and_resumes_from_current_weight(desired: Des
     assert "resuming at 25%" in resumed.reason
     promote = plan_for(desired, NPC, in_rollout).changes[1]
     assert promote.after == {"champion": "3", "challenger": None, "previous": "2"}
+    # A change's `before` is what it expects after the earlier changes of the same plan.
+    assert promote.before == {"champion": "2", "challenger": "3", "previous": None}
 
 
 def test_rollback_restores_the_champion(desired: DesiredState) -> None:
