@@ -177,6 +177,11 @@ def plan(
         raise SystemExit(EXIT_CHANGES)
 
 
+from reconciler.gateway.cli import gateway_command  # noqa: E402  (light: only click)
+
+cli.add_command(gateway_command)
+
+
 from reconciler.guardrails.cli import guardrails as _guardrails_group  # noqa: E402
 
 cli.add_command(_guardrails_group)

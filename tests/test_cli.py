@@ -81,7 +81,7 @@ def test_plan_without_detailed_exitcode_exits_0(
 ) -> None:
     code, out, _ = run(capsys, "plan", "--repo", str(shipped_repo))
     assert code == 0
-    assert "Plan: 14 changes" in out
+    assert "Plan: 18 changes" in out
 
 
 def test_plan_markdown_and_saved_plan(
@@ -98,7 +98,7 @@ def test_plan_markdown_and_saved_plan(
     assert out.startswith("### Model reconciler plan")
     assert f"Saved the plan to {saved}" in err
     plan = planfile.load(saved)
-    assert plan.summary()["changes"] == 14
+    assert plan.summary()["changes"] == 18
 
 
 def test_plan_from_git_ref_records_the_commit(

@@ -29,7 +29,7 @@ from reconciler.observe.state import (
     VersionSnapshot,
     normalize_routes,
 )
-from reconciler.plan.model import NEW_VERSION, Action, Change, Plan, PlanSource
+from reconciler.plan.model import NEW_BASE, NEW_VERSION, Action, Change, Plan, PlanSource
 from reconciler.spec.identity import UseCaseIdentity, base_model_descriptor
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import ModelSource, UseCase
@@ -94,6 +94,10 @@ class _UseCasePlan:
         self.aliases: Mapping[str, str] = model.aliases if model else {}
         self.applied: Mapping[str, str] | None = model.applied_aliases() if model else None
         self.changes: list[Change] = []
+        # Set when this plan first serves the base model: the champion and routes that later
+        # changes of the same plan will find.
+        self.planned_champion: str | None = None
+        self.planned_routes: tuple[Route, ...] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -138,6 +142,8 @@ class _UseCasePlan:
 
     def build(self) -> list[Change]:
         base = self.register()
+        if self.identity.trains and not self.has_champion():
+            self.serve_base_first(base)
         candidate = self.train(base)
         if candidate is None:
             self.evaluate(None)
@@ -195,6 +201,29 @@ class _UseCasePlan:
             )
         return None
 
+    def has_champion(self) -> bool:
+        champion = self.alias(Alias.CHAMPION)
+        return champion is not None and self.exists(champion)
+
+    def serve_base_first(self, base: VersionSnapshot | None) -> None:
+        """The base model is acceptable as it is: it serves until the trained candidate has
+        canaried against it, so even a first rollout is judged on live traffic."""
+        label = base.version if base else NEW_BASE
+        candidate = self.model.find_by_key(self.identity.target_key) if self.model else None
+        if candidate is not None and self.alias(Alias.CHAMPION) == candidate.version:
+            return
+        champion = self.alias(Alias.CHAMPION)
+        self.add(
+            Action.PROMOTE,
+            "no champion yet: the base model serves first, and the trained candidate will "
+            "canary against it",
+            before={"champion": champion},
+            after={"champion": label, "challenger": None},
+        )
+        self.route_all_to(label, "base model")
+        self.planned_champion = label
+        self.planned_routes = _all_to(label)
+
     def train(self, base: VersionSnapshot | None) -> VersionSnapshot | None:
         if not self.identity.trains:
             return base
@@ -216,7 +245,7 @@ class _UseCasePlan:
             after={
                 "key": self.identity.target_key,
                 "base_key": self.identity.base_key,
-                "base_version": base.version if base else NEW_VERSION,
+                "base_version": base.version if base else NEW_BASE,
                 "method": training.method.value,
                 "datasets": datasets,
                 "historical_logs": training.data.historical_logs is not None,
@@ -225,8 +254,8 @@ class _UseCasePlan:
         return None
 
     def evaluate(self, candidate: VersionSnapshot | None, stale: str | None = None) -> None:
-        champion = self.alias(Alias.CHAMPION)
-        baseline = champion if self.exists(champion) else None
+        champion = self.planned_champion or self.alias(Alias.CHAMPION)
+        baseline = champion if champion == self.planned_champion or self.exists(champion) else None
         thresholds = self.use_case.spec.evaluation.thresholds.model_dump(
             mode="json", by_alias=True, exclude_none=True
         )
@@ -316,10 +345,10 @@ class _UseCasePlan:
 
     def rollout(self, candidate: str | None) -> None:
         target = candidate or NEW_VERSION
-        champion = self.alias(Alias.CHAMPION)
+        champion = self.planned_champion or self.alias(Alias.CHAMPION)
         challenger = self.alias(Alias.CHALLENGER)
         previous = self.alias(Alias.PREVIOUS)
-        current = live_routes(self.traffic)
+        current = self.planned_routes or live_routes(self.traffic)
 
         if candidate is not None and champion == candidate:
             if challenger is not None:
@@ -349,7 +378,7 @@ class _UseCasePlan:
             self.route_all_to(candidate, "restored champion")
             return
 
-        if champion is None or not self.exists(champion):
+        if champion is None or not (champion == self.planned_champion or self.exists(champion)):
             why = (
                 "no champion yet"
                 if champion is None

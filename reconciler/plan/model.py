@@ -17,7 +17,8 @@ A `Change` records what one action will do to one use case:
 
 `before` is also the change's precondition: the state it expects when it starts, i.e. after
 the earlier changes of the same plan. The executor refuses a change whose `before` no longer
-holds, and skips one whose `after` already holds (a resumed apply). `reason` is for humans and is never used for decisions.
+holds, and skips one whose `after` already holds (a resumed apply). `reason` is for humans
+and is never used for decisions.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 PLAN_FORMAT_VERSION: Final = 1
-NEW_VERSION = "(new)"  # a version this plan creates; its number is known only when applied
+NEW_VERSION = "(new)"  # the candidate this plan creates; its number is known only when applied
+NEW_BASE = "(new base)"  # the base version this plan registers
 
 
 class Action(enum.StrEnum):

@@ -19,7 +19,7 @@ from reconciler.observe.state import (
     VersionSnapshot,
 )
 from reconciler.plan.diff import diff
-from reconciler.plan.model import NEW_VERSION, Plan
+from reconciler.plan.model import NEW_BASE, NEW_VERSION, Plan
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState, load_desired_state
 
@@ -191,18 +191,38 @@ def rejected_still_serving(w: World) -> World:
 
 
 CASES: list[tuple[str, str, Callable[[World], World] | None, list[str]]] = [
-    ("nothing exists", NPC, None, ["register", "train", "evaluate", "promote", "shift"]),
+    (
+        "nothing exists: the base serves first, the candidate canaries",
+        NPC,
+        None,
+        ["register", "promote", "shift", "train", "evaluate", "shift", "promote"],
+    ),
     ("external model is never trained", STORY, None, ["register", "evaluate", "promote", "shift"]),
-    ("base registered", NPC, lambda w: w.base(), ["train", "evaluate", "promote", "shift"]),
-    ("trained", NPC, lambda w: w.base().target("2"), ["evaluate", "promote", "shift"]),
+    (
+        "base registered",
+        NPC,
+        lambda w: w.base(),
+        ["promote", "shift", "train", "evaluate", "shift", "promote"],
+    ),
+    (
+        "trained",
+        NPC,
+        lambda w: w.base().target("2"),
+        ["promote", "shift", "evaluate", "shift", "promote"],
+    ),
     ("converged", NPC, converged, ["noop"]),
     (
         "evaluated for older desired state",
         NPC,
         evaluated_for_older_desired_state,
-        ["evaluate", "promote", "shift"],
+        ["promote", "shift", "evaluate", "shift", "promote"],
     ),
-    ("failed evaluation stops", NPC, failed_evaluation, ["noop"]),
+    (
+        "failed evaluation: the base keeps serving",
+        NPC,
+        failed_evaluation,
+        ["promote", "shift", "noop"],
+    ),
     ("new candidate canaries", NPC, new_candidate_after_converged, ["shift", "promote"]),
     ("rollout in progress resumes", NPC, in_rollout, ["shift", "promote"]),
     ("champion moved by hand", NPC, champion_moved_by_hand, ["promote!"]),
@@ -210,7 +230,12 @@ CASES: list[tuple[str, str, Callable[[World], World] | None, list[str]]] = [
     ("previous moved by hand", NPC, previous_moved_by_hand, ["promote!"]),
     ("rejected candidate not retried", NPC, rejected_not_serving, ["noop"]),
     ("rejected candidate still serving", NPC, rejected_still_serving, ["rollback"]),
-    ("champion alias names a deleted version", NPC, champion_deleted, ["promote", "shift"]),
+    (
+        "champion alias names a deleted version",
+        NPC,
+        champion_deleted,
+        ["promote", "shift", "shift", "promote"],
+    ),
 ]
 
 
@@ -229,12 +254,26 @@ def test_plan_table(
 
 def test_fresh_pipeline_details(desired: DesiredState) -> None:
     plan = plan_for(desired, NPC, None)
-    register, train, evaluate, promote, shift = plan.changes
+    register, serve_base, route_base, train, evaluate, canary, promote = plan.changes
     identity = desired.identities[NPC]
     assert register.before is None
     assert register.after is not None and register.after["key"] == identity.base_key
+    assert serve_base.after == {"champion": NEW_BASE, "challenger": None}
+    assert route_base.after == {"routes": [{"version": NEW_BASE, "weight": 100}], "steps": [100]}
     assert train.after is not None and train.after["key"] == identity.target_key
-    assert train.after["method"] == "lora"
+    assert train.after["method"] == "lora" and train.after["base_version"] == NEW_BASE
+    assert evaluate.after is not None and evaluate.after["baseline"] == NEW_BASE
+    assert canary.before == {
+        "champion": NEW_BASE,
+        "challenger": None,
+        "routes": [{"version": NEW_BASE, "weight": 100}],
+    }
+    assert canary.after is not None and canary.after["steps"] == [10, 25, 50, 75, 100]
+    assert promote.after == {"champion": NEW_VERSION, "challenger": None, "previous": NEW_BASE}
+
+
+def test_external_model_is_promoted_directly(desired: DesiredState) -> None:
+    _, evaluate, promote, shift = plan_for(desired, STORY, None).changes
     assert evaluate.after is not None and evaluate.after["baseline"] is None
     assert "absolute thresholds only" in evaluate.reason
     assert promote.after == {"champion": NEW_VERSION, "challenger": None}

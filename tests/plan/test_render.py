@@ -27,7 +27,7 @@ def test_text_has_symbols_and_summary_and_no_colour_by_default(fresh_plan: Plan)
     assert "  + register " in text
     assert "  ~ shift " in text
     assert text.rstrip().endswith("0 in sync.")
-    assert "Plan: 14 changes in 3 use cases" in text
+    assert "Plan: 18 changes in 3 use cases" in text
 
 
 def test_text_colour_only_when_asked(fresh_plan: Plan) -> None:
@@ -37,7 +37,8 @@ def test_text_colour_only_when_asked(fresh_plan: Plan) -> None:
 def test_markdown_has_summary_table_and_details(fresh_plan: Plan) -> None:
     markdown = render_markdown(fresh_plan)
     assert "| Use case | Changes | Actions |" in markdown
-    assert "| `npc-dialogue` | 5 | register, train, evaluate, promote, shift |" in markdown
+    row = "| `npc-dialogue` | 7 | register, promote, shift, train, evaluate, shift, promote |"
+    assert row in markdown
     assert markdown.count("<details>") == 3
     assert markdown.count("</details>") == 3
 
@@ -46,7 +47,7 @@ def test_json_shape(fresh_plan: Plan) -> None:
     document = json.loads(render_json(fresh_plan))
     assert document["format_version"] == 1
     assert set(document["source"]) >= {"commit", "digest", "ref"}
-    assert document["summary"]["changes"] == 14
+    assert document["summary"]["changes"] == 18
     assert document["summary"]["by_action"]["train"] == 2
     for change in document["changes"]:
         assert set(change) >= {"use_case", "action", "reason", "before", "after"}

@@ -1,0 +1,228 @@
+"""What routing through the gateway costs: requests/s and latency, against the same backend
+called directly and against LiteLLM's Router with the same weighted deployments.
+
+Everything runs on 127.0.0.1: one echo provider process (answers instantly, so the backend
+costs next to nothing and routing is what is measured), one `reconciler gateway` process
+routing 50/50 between two external versions backed by that provider, and this process as
+the load generator. LiteLLM's Router is a library, so it routes inside this process.
+Each target gets the same bounded load: a sequential pass (latency) and a concurrent pass
+(throughput). The last line printed is one JSON object with the figures.
+
+    .venv/bin/python bench/gateway_overhead.py [--requests 2000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.mlflow_process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MESSAGES = [{"role": "user", "content": "Where is the blacksmith?"}]
+USE_CASE_YAML = """\
+apiVersion: reconciler/v1
+kind: UseCase
+metadata: {name: echo-bench}
+spec:
+  registeredModel: echo-bench
+  acceptableModels:
+    - {source: openai-compatible, id: echo-large, baseUrlEnv: ECHO_URL, license: proprietary}
+  generation: {temperature: 0.5, maxNewTokens: 32}
+  evaluation: {prompts: desired_state/eval.jsonl}
+"""
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args[:4]} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+@contextmanager
+def _process(command: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait(ready_url, process)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _prepare_world(root: Path) -> dict[str, str]:
+    """Registry with two external versions, a desired-state repo, routes 50/50."""
+    from mlflow import MlflowClient
+
+    from reconciler.observe.state import Route
+    from reconciler.traffic.store import TrafficStore, Writer
+
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    client.create_registered_model("echo-bench")
+    for _ in range(2):
+        client.create_model_version(
+            "echo-bench", source=str(root / "none"), tags={"reconciler.role": "external"}
+        )
+    (root / "repo" / "desired_state").mkdir(parents=True)
+    (root / "repo" / "desired_state" / "eval.jsonl").write_text('{"prompt": "hi"}\n')
+    (root / "repo" / "desired_state" / "echo-bench.yaml").write_text(USE_CASE_YAML)
+    TrafficStore(root / "state" / "traffic.db").write(
+        "echo-bench", [Route("1", 50), Route("2", 50)], writer=Writer.RECONCILER
+    )
+    return {"MLFLOW_TRACKING_URI": tracking, "RECONCILER_STATE_DIR": str(root / "state")}
+
+
+Call = Callable[[], Awaitable[None]]
+
+
+async def _measure(call: Call, *, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    """(requests per second, per-request latencies in ms) of `requests` calls."""
+    latencies: list[float] = []
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with semaphore:
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    return requests / (time.perf_counter() - started), latencies
+
+
+def _quantile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _bench_target(name: str, call: Call, args: argparse.Namespace) -> dict[str, float]:
+    await _measure(call, requests=min(200, args.requests), concurrency=args.concurrency)  # warm
+    _, sequential = await _measure(call, requests=args.sequential, concurrency=1)
+    rps, _ = await _measure(call, requests=args.requests, concurrency=args.concurrency)
+    figures = {
+        "rps": rps,
+        "p50_ms": statistics.median(sequential),
+        "p99_ms": _quantile(sequential, 0.99),
+    }
+    print(
+        f"{name:<8} {rps:8.0f} req/s (concurrency {args.concurrency})   "
+        f"p50 {figures['p50_ms']:6.2f} ms   p99 {figures['p99_ms']:6.2f} ms (sequential)"
+    )
+    return figures
+
+
+def _http_call(client: httpx.AsyncClient, path: str, model: str) -> Call:
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 32}
+
+    async def call() -> None:
+        response = await client.post(path, json=body)
+        response.raise_for_status()
+
+    return call
+
+
+def _litellm_call(provider_url: str) -> Call | None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        from litellm import Router
+    except ImportError:
+        return None
+    deployment = {"model": "openai/echo-large", "api_base": provider_url, "api_key": "none"}
+    router = Router(
+        model_list=[
+            {"model_name": "echo-bench", "litellm_params": {**deployment, "weight": 50}},
+            {"model_name": "echo-bench", "litellm_params": {**deployment, "weight": 50}},
+        ],
+        routing_strategy="simple-shuffle",
+    )
+
+    async def call() -> None:
+        await router.acompletion(model="echo-bench", messages=MESSAGES, max_tokens=32)
+
+    return call
+
+
+async def _run(args: argparse.Namespace, provider: str, gateway: str) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.concurrency * 2)
+    results: dict[str, dict[str, float]] = {}
+    async with (
+        httpx.AsyncClient(base_url=provider, limits=limits, timeout=30) as direct,
+        httpx.AsyncClient(base_url=gateway, limits=limits, timeout=30) as routed,
+    ):
+        results["direct"] = await _bench_target(
+            "direct", _http_call(direct, "/v1/chat/completions", "echo-large"), args
+        )
+        results["gateway"] = await _bench_target(
+            "gateway", _http_call(routed, "/v1/chat/completions", "echo-bench"), args
+        )
+    litellm = _litellm_call(f"{provider}/v1")
+    if litellm is None:
+        print("litellm is not installed: `.venv/bin/pip install litellm` to compare")
+    else:
+        results["litellm"] = await _bench_target("litellm", litellm, args)
+    summary: dict[str, Any] = {
+        f"{name}_{key}": round(value, 3) for name, r in results.items() for key, value in r.items()
+    }
+    summary["gateway_p50_overhead_ms"] = round(
+        results["gateway"]["p50_ms"] - results["direct"]["p50_ms"], 3
+    )
+    if "litellm" in results:
+        summary["litellm_p50_overhead_ms"] = round(
+            results["litellm"]["p50_ms"] - results["direct"]["p50_ms"], 3
+        )
+    else:
+        summary["litellm_rps"] = None
+    summary.update(requests=args.requests, concurrency=args.concurrency, cores=os.cpu_count())
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per target, concurrent pass")
+    parser.add_argument("--sequential", type=int, default=300, help="per target, latency pass")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as folder:
+        root = Path(folder)
+        provider_port, gateway_port = free_port(), free_port()
+        provider = f"http://127.0.0.1:{provider_port}"
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        env = {**os.environ, **_prepare_world(root), "ECHO_URL": f"{provider}/v1"}
+        echo = [sys.executable, str(ROOT / "bench" / "echo_provider.py"), "--port"]
+        serve = [sys.executable, "-m", "reconciler.cli", "gateway", "--port", str(gateway_port)]
+        with (
+            _process([*echo, str(provider_port)], f"{provider}/v1/models", env),
+            _process([*serve, "--repo", str(root / "repo")], f"{gateway}/healthz", env),
+        ):
+            summary = asyncio.run(_run(args, provider, gateway))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Apply: execute a plan's changes, resumably, one use case at a time, under a lock."""

@@ -1,0 +1,77 @@
+"""The state of applying one use case: its context and what earlier changes produced."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.apply.analysis import MetricsSource
+from reconciler.apply.builder import ModelBuilder
+from reconciler.apply.clock import Clock
+from reconciler.apply.journal import Journal
+from reconciler.observe.state import RegisteredModelSnapshot, TrafficSnapshot
+from reconciler.registry.interface import Registry
+from reconciler.spec.identity import UseCaseIdentity
+from reconciler.spec.loader import DesiredState
+from reconciler.spec.model import UseCase
+from reconciler.traffic.store import TrafficStore
+
+
+class Reporter:
+    """Where progress lines go (the CLI prints them; tests collect them)."""
+
+    def __init__(self, sink: list[str] | None = None) -> None:
+        self.lines: list[str] = [] if sink is None else sink
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    repo: Path
+    state_dir: Path
+    desired: DesiredState
+    registry: Registry
+    traffic: TrafficStore
+    journal: Journal
+    clock: Clock
+    builder: ModelBuilder
+    metrics: MetricsSource | None
+    report: Reporter
+
+
+class StepResult(enum.Enum):
+    DONE = "done"
+    SUSPENDED = "suspended"  # waits for traffic or an operator; apply again later
+    DEGRADED = "degraded"  # failed or rolled back; the use case needs attention
+
+
+@dataclass
+class UseCaseRun:
+    """Mutable while one use case is applied; never shared between use cases."""
+
+    context: ApplyContext
+    use_case: UseCase
+    identity: UseCaseIdentity
+    base: str | None = None
+    candidate: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.use_case.name
+
+    @property
+    def model_name(self) -> str:
+        return self.use_case.spec.registered_model
+
+    def model(self) -> RegisteredModelSnapshot | None:
+        return self.context.registry.snapshot([self.model_name])[self.model_name]
+
+    def traffic(self) -> TrafficSnapshot:
+        return self.context.traffic.read(self.name)
+
+    def say(self, message: str) -> None:
+        self.context.report(f"{self.name}: {message}")

@@ -1,0 +1,1 @@
+"""Backends generate text for one route target: self-hosted weights or an external provider."""

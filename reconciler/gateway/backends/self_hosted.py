@@ -1,0 +1,189 @@
+"""Self-hosted model versions: MLflow artifacts loaded with transformers, run on a worker thread.
+
+Generation is CPU/GPU work that would stall every other request if it ran on the event loop,
+so each model owns one worker thread. Requests that arrive while the worker is busy are
+batched together on its next turn (grouped by sampling settings, left-padded), which raises
+throughput under load without adding any wait when the model is idle. torch and transformers
+are imported only here, and only when a self-hosted version is first loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from reconciler.gateway.backends.artifacts import locate_model_folders
+from reconciler.gateway.backends.base import (
+    BackendError,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    failure_text,
+    truncate_at_stop,
+)
+from reconciler.gateway.catalog import SamplingSettings
+from reconciler.gateway.targets import TargetDescription
+
+MAX_BATCH = 8
+_IMPORT_LOCK = threading.Lock()
+_Pending = tuple[GenerationRequest, "asyncio.Future[GenerationResult]"]
+
+
+class SelfHostedBackend:
+    """A transformers causal LM loaded from the folder `fetch()` returns."""
+
+    def __init__(self, description: TargetDescription, fetch: Callable[[], Path]) -> None:
+        self.description = description
+        self._fetch = fetch
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"model-{description.target}"
+        )
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._pending: list[_Pending] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._worker, self._load_and_warm)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"cannot load {self.description.model_uri}: {failure_text(exc)}"
+            ) from exc
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        future: asyncio.Future[GenerationResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._drain_pending())
+        return await future
+
+    async def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return list(await asyncio.gather(*(self.generate(r) for r in requests)))
+
+    async def close(self) -> None:
+        if self._drain is not None:
+            await asyncio.gather(self._drain, return_exceptions=True)
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._model = None
+        self._tokenizer = None
+
+    async def _drain_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            requests = [request for request, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._worker, self._generate_all, requests)
+            except Exception as exc:
+                error = exc if isinstance(exc, BackendError) else BackendError(failure_text(exc))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    # --- on the worker thread ------------------------------------------------------------
+
+    def _load_and_warm(self) -> None:
+        # transformers resolves its names lazily and that first import is not thread-safe:
+        # two models loading at once on their own threads could see a half-made module.
+        with _IMPORT_LOCK:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folders = locate_model_folders(self._fetch())
+        tokenizer = AutoTokenizer.from_pretrained(str(folders.tokenizer))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        model: Any = AutoModelForCausalLM.from_pretrained(str(folders.weights))
+        model.eval()
+        self._tokenizer, self._model = tokenizer, model
+        with torch.inference_mode():
+            self._generate_all(
+                [GenerationRequest(prompt="warm up", sampling=SamplingSettings(max_new_tokens=1))]
+            )
+
+    def _generate_all(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        results: dict[int, GenerationResult] = {}
+        groups: dict[SamplingSettings, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.sampling, []).append(index)
+        for sampling, indexes in groups.items():
+            texts = [self._prompt_text(requests[i]) for i in indexes]
+            for i, result in zip(indexes, self._generate_group(texts, sampling), strict=True):
+                results[i] = result
+        return [results[i] for i in range(len(requests))]
+
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        if request.prompt is not None:
+            return request.prompt
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if getattr(self._tokenizer, "chat_template", None):
+            return str(
+                self._tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+            )
+        # Base models have no chat template; a plain transcript is what they continue best.
+        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n".join([*lines, "Assistant:"])
+
+    def _generate_group(
+        self, texts: list[str], sampling: SamplingSettings
+    ) -> list[GenerationResult]:
+        import torch
+
+        tokenizer, model = self._tokenizer, self._model
+        if model is None:
+            raise BackendError(f"{self.description.target} is not loaded")
+        encoded = tokenizer(texts, return_tensors="pt", padding=True)
+        limit = getattr(model.config, "n_positions", None) or getattr(
+            model.config, "max_position_embeddings", None
+        )
+        max_new = sampling.max_new_tokens
+        if limit is not None:
+            room = int(limit) - int(encoded["input_ids"].shape[1])
+            if room < 1:
+                raise BackendError(f"the prompt does not fit the model's context of {limit}")
+            max_new = min(max_new, room)
+        options: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if sampling.temperature > 0:
+            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            options["do_sample"] = False
+        with torch.inference_mode():
+            output = model.generate(**encoded, **options)
+        prompt_length = encoded["input_ids"].shape[1]
+        results = []
+        for row, mask in zip(output, encoded["attention_mask"], strict=True):
+            new_tokens = row[prompt_length:].tolist()
+            eos = tokenizer.eos_token_id
+            ended = eos is not None and eos in new_tokens
+            if ended:
+                new_tokens = new_tokens[: new_tokens.index(eos)]
+            text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, sampling.stop)
+            hit_length = not (ended or stopped) and len(new_tokens) >= max_new
+            results.append(
+                GenerationResult(
+                    text=text,
+                    prompt_tokens=int(mask.sum()),
+                    completion_tokens=len(new_tokens),
+                    finish_reason=FinishReason.LENGTH if hit_length else FinishReason.STOP,
+                )
+            )
+        return results

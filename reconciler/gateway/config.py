@@ -1,0 +1,67 @@
+"""How one gateway process is set up: addresses, files, limits; all fixed at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.settings import Settings
+
+TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
+REQUEST_LOG_FILE = "requests.db"
+
+
+def request_log_path(settings: Settings) -> Path:
+    """Where the gateway keeps its request log; the apply engine and training read it there."""
+    return settings.state_dir / REQUEST_LOG_FILE
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    repo: Path | None = None
+    state_dir: Path = Path(".reconciler")
+    traffic_db: Path = Path(".reconciler/traffic.db")
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    registry_uri: str | None = None
+    max_loaded_models: int = 4
+    retention_days: float = 30.0
+    route_poll_seconds: float = 0.5
+    max_body_bytes: int = 1_000_000
+    max_prompt_chars: int = 32_000
+    max_new_tokens_limit: int = 4096
+    upstream_timeout_seconds: float = 60.0
+    upstream_retries: int = 2
+    max_shadow_in_flight: int = 64
+    # The token never appears in repr() or logs.
+    admin_token: str | None = field(default=None, repr=False)
+
+    @property
+    def request_log(self) -> Path:
+        return self.state_dir / REQUEST_LOG_FILE
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.state_dir / "gateway-models"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: object,
+    ) -> GatewayConfig:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "state_dir": settings.state_dir,
+            "traffic_db": settings.traffic_db,
+            "tracking_uri": settings.tracking_uri,
+            "registry_uri": settings.registry_uri,
+            "admin_token": env.get(TOKEN_ENV) or None,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

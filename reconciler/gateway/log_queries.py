@@ -1,0 +1,218 @@
+"""Reading the request log: canary-analysis windows, usage per version, training examples.
+
+These are plain functions over the SQLite file so the apply engine, training and the admin
+API share one definition of "error rate" or "p95 latency", and none of them needs the
+gateway process to be running. Shadow traffic is reported apart from live traffic: it never
+reached a player, so it must not be mistaken for a canary's live behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.gateway.request_log import RequestStatus, connect
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of already sorted values; None when there are none."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True)
+class VersionWindow:
+    """What one version did in a time window: the inputs of canary analysis."""
+
+    version: str
+    requests: int
+    errors: int
+    guardrail_violations: int
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    shadow: bool = False
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def guardrail_violation_rate(self) -> float | None:
+        return self.guardrail_violations / self.requests if self.requests else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "shadow": self.shadow,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "p50_latency_ms": self.p50_latency_ms,
+            "p95_latency_ms": self.p95_latency_ms,
+            "guardrail_violations": self.guardrail_violations,
+            "guardrail_violation_rate": self.guardrail_violation_rate,
+        }
+
+
+def window_metrics(
+    log_path: Path,
+    use_case: str,
+    *,
+    since: float,
+    until: float | None = None,
+    shadow: bool = False,
+) -> Mapping[str, VersionWindow]:
+    """Per version of `use_case`: requests, errors, latency percentiles, guardrail violations
+    for requests logged in [since, until). Live traffic by default; `shadow=True` for copies.
+    A version with no requests in the window is absent: no data, never a pass."""
+    if not log_path.exists():
+        return MappingProxyType({})
+    query = (
+        "SELECT model_version, status, latency_ms, guardrail, violations FROM requests "
+        "WHERE use_case = ? AND shadow = ? AND ts >= ?"
+    )
+    params: list[Any] = [use_case, int(shadow), since]
+    if until is not None:
+        query += " AND ts < ?"
+        params.append(until)
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    violations: dict[str, int] = {}
+    with connect(log_path) as db:
+        for version, status, latency, guardrail, violation_json in db.execute(query, params):
+            latencies.setdefault(version, []).append(float(latency))
+            errors[version] = errors.get(version, 0) + (status == RequestStatus.ERROR)
+            violated = guardrail not in ("pass", "none") or violation_json not in ("[]", None)
+            violations[version] = violations.get(version, 0) + violated
+    windows = {}
+    for version, values in sorted(latencies.items()):
+        values.sort()
+        windows[version] = VersionWindow(
+            version=version,
+            requests=len(values),
+            errors=errors[version],
+            guardrail_violations=violations[version],
+            p50_latency_ms=percentile(values, 0.50),
+            p95_latency_ms=percentile(values, 0.95),
+            shadow=shadow,
+        )
+    return MappingProxyType(windows)
+
+
+@dataclass(frozen=True)
+class VersionUsage:
+    use_case: str
+    version: str
+    shadow: bool
+    requests: int
+    successes: int
+    average_latency_ms: float
+    last_used: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.requests if self.requests else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "use_case": self.use_case,
+            "version": self.version,
+            "shadow": self.shadow,
+            "requests": self.requests,
+            "success_rate": self.success_rate,
+            "average_latency_ms": self.average_latency_ms,
+            "last_used": self.last_used,
+        }
+
+
+def usage_by_version(log_path: Path, use_case: str | None = None) -> list[VersionUsage]:
+    """Count, success rate, mean latency and last use of every version in the retained log."""
+    if not log_path.exists():
+        return []
+    query = (
+        "SELECT use_case, model_version, shadow, COUNT(*), SUM(status = 'ok'), "
+        "AVG(latency_ms), MAX(ts) FROM requests"
+    )
+    params: tuple[str, ...] = ()
+    if use_case is not None:
+        query += " WHERE use_case = ?"
+        params = (use_case,)
+    query += " GROUP BY use_case, model_version, shadow ORDER BY use_case, model_version, shadow"
+    with connect(log_path) as db:
+        rows = db.execute(query, params).fetchall()
+    return [
+        VersionUsage(str(u), str(v), bool(s), int(n), int(ok or 0), float(avg), float(last))
+        for u, v, s, n, ok, avg, last in rows
+    ]
+
+
+@dataclass(frozen=True)
+class LoggedExchange:
+    """One served exchange as training and evaluation read it."""
+
+    id: str
+    ts: float
+    use_case: str
+    model_version: str
+    request: Mapping[str, Any]
+    output: str
+    rating: float | None
+    corrected_output: str | None
+
+    @property
+    def best_output(self) -> str:
+        """What the model should have said: the human correction when there is one."""
+        return self.corrected_output if self.corrected_output is not None else self.output
+
+
+def read_exchanges(
+    log_path: Path,
+    use_case: str,
+    *,
+    since: float,
+    min_rating: float | None = None,
+    limit: int | None = None,
+) -> Iterator[LoggedExchange]:
+    """Successful live exchanges that passed the guardrails, newest first.
+
+    With `min_rating`, only rated exchanges at or above it, or ones a person corrected (a
+    correction is a rating of its own). Blocked, replaced, failed and shadow responses are
+    never training data.
+    """
+    if not log_path.exists():
+        return
+    query = (
+        "SELECT r.id, r.ts, r.use_case, r.model_version, r.request_json, r.output, f.rating, "
+        "f.corrected_output FROM requests r LEFT JOIN feedback f ON f.response_id = r.id "
+        "WHERE r.use_case = ? AND r.ts >= ? AND r.shadow = 0 AND r.status = 'ok' "
+        "AND r.guardrail = 'pass'"
+    )
+    params: list[Any] = [use_case, since]
+    if min_rating is not None:
+        query += " AND (f.rating >= ? OR f.corrected_output IS NOT NULL)"
+        params.append(min_rating)
+    query += " ORDER BY r.ts DESC"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    with connect(log_path) as db:
+        cursor: sqlite3.Cursor = db.execute(query, params)
+        for row in cursor:
+            yield LoggedExchange(
+                id=row[0],
+                ts=row[1],
+                use_case=row[2],
+                model_version=row[3],
+                request=MappingProxyType(json.loads(row[4])),
+                output=row[5] or "",
+                rating=row[6],
+                corrected_output=row[7],
+            )

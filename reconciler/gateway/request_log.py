@@ -1,0 +1,287 @@
+"""The request log: every exchange the gateway served, in SQLite (WAL) under the state folder.
+
+This is the historical log that training reads, the prompt pool evaluation samples and the
+data canary analysis aggregates. Writes never run on the event loop: records go onto a queue
+that one writer thread drains in batches (one transaction per batch), so a burst of requests
+costs one fsync, not one each. Feedback goes through the same queue, which orders it after
+the record it refers to even when it arrives right after the response. Rows older than the
+retention period are deleted by the writer about once an hour.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id                TEXT PRIMARY KEY,
+    ts                REAL NOT NULL,
+    use_case          TEXT NOT NULL,
+    model_version     TEXT NOT NULL,
+    shadow            INTEGER NOT NULL DEFAULT 0,
+    mirror_of         TEXT,
+    endpoint          TEXT NOT NULL,
+    session_id        TEXT,
+    route_generation  INTEGER NOT NULL,
+    request_json      TEXT NOT NULL,
+    output            TEXT,
+    status            TEXT NOT NULL,
+    error             TEXT,
+    latency_ms        REAL NOT NULL,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    guardrail         TEXT NOT NULL,
+    violations        TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS requests_by_use_case_time ON requests (use_case, ts);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    response_id      TEXT PRIMARY KEY REFERENCES requests (id) ON DELETE CASCADE,
+    rating           REAL,
+    corrected_output TEXT,
+    updated_at       REAL NOT NULL
+);
+"""
+_INSERT = (
+    "INSERT OR REPLACE INTO requests (id, ts, use_case, model_version, shadow, mirror_of, "
+    "endpoint, session_id, route_generation, request_json, output, status, error, latency_ms, "
+    "prompt_tokens, completion_tokens, guardrail, violations) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BATCH = 512
+_RETENTION_EVERY_SECONDS = 3600.0
+_QUEUE_LIMIT = 100_000
+
+
+class RequestStatus(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    id: str
+    ts: float
+    use_case: str
+    model_version: str
+    endpoint: str
+    request: dict[str, Any]
+    status: str
+    latency_ms: float
+    guardrail: str
+    route_generation: int
+    output: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    violations: tuple[str, ...] = ()
+    shadow: bool = False
+    mirror_of: str | None = None
+    session_id: str | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.ts,
+            self.use_case,
+            self.model_version,
+            int(self.shadow),
+            self.mirror_of,
+            self.endpoint,
+            self.session_id,
+            self.route_generation,
+            json.dumps(self.request, ensure_ascii=False),
+            self.output,
+            self.status,
+            self.error,
+            self.latency_ms,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.guardrail,
+            json.dumps(list(self.violations), ensure_ascii=False),
+        )
+
+
+@dataclass(frozen=True)
+class Feedback:
+    response_id: str
+    rating: float | None = None
+    corrected_output: str | None = None
+
+
+@contextmanager
+def connect(path: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to the request log; creates the file and schema when `create`."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA busy_timeout = 30000")
+        connection.execute("PRAGMA foreign_keys = ON")
+        if create:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                connection.executescript(_SCHEMA)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        yield connection
+    finally:
+        connection.close()
+
+
+_Job = Callable[[sqlite3.Connection], Any]
+
+
+class RequestLog:
+    """Appends records and feedback from the event loop without blocking it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self._clock = clock
+        self._queue: queue.Queue[LoggedRequest | tuple[_Job, Future[Any]] | None] = queue.Queue(
+            maxsize=_QUEUE_LIMIT
+        )
+        self._thread: threading.Thread | None = None
+        self._next_retention = 0.0
+        self.dropped = 0
+        self.written = 0
+
+    def start(self) -> None:
+        with connect(self.path, create=True):
+            pass
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def append(self, record: LoggedRequest) -> None:
+        """Queue `record`; when the disk cannot keep up it is dropped and counted, not waited on."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def submit(self, job: _Job) -> Future[Any]:
+        """Run `job(connection)` on the writer thread after everything queued before it."""
+        future: Future[Any] = Future()
+        self._queue.put((job, future))
+        return future
+
+    def record_feedback(self, feedback: Feedback) -> Future[bool]:
+        """Store a rating and/or correction; the future says whether the response exists."""
+        now = self._clock()
+
+        def job(db: sqlite3.Connection) -> bool:
+            found = db.execute(
+                "SELECT 1 FROM requests WHERE id = ? AND shadow = 0", (feedback.response_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            db.execute(
+                "INSERT INTO feedback (response_id, rating, corrected_output, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET "
+                "rating = COALESCE(excluded.rating, rating), "
+                "corrected_output = COALESCE(excluded.corrected_output, corrected_output), "
+                "updated_at = excluded.updated_at",
+                (feedback.response_id, feedback.rating, feedback.corrected_output, now),
+            )
+            return True
+
+        return self.submit(job)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything queued so far is written (tests, shutdown)."""
+        self.submit(lambda db: None).result(timeout)
+
+    def _run(self) -> None:
+        with connect(self.path, create=True) as db:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                records: list[LoggedRequest] = []
+                jobs: list[tuple[_Job, Future[Any]]] = []
+                while item is not None:
+                    if isinstance(item, LoggedRequest):
+                        records.append(item)
+                    else:
+                        jobs.append(item)
+                    if len(records) + len(jobs) >= _BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                self._write(db, records, jobs)
+                if item is None:
+                    return
+                self._apply_retention(db)
+
+    def _write(
+        self,
+        db: sqlite3.Connection,
+        records: list[LoggedRequest],
+        jobs: list[tuple[_Job, Future[Any]]],
+    ) -> None:
+        # Records first: a job queued in the same batch may refer to any of them.
+        if records:
+            try:
+                db.execute("BEGIN")
+                db.executemany(_INSERT, [r.row() for r in records])
+                db.execute("COMMIT")
+                self.written += len(records)
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self.dropped += len(records)
+                log.exception("writing %d request log records failed", len(records))
+        for job, future in jobs:
+            try:
+                future.set_result(job(db))
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _apply_retention(self, db: sqlite3.Connection) -> None:
+        now = self._clock()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + _RETENTION_EVERY_SECONDS
+        cutoff = now - self.retention_days * 86_400
+        try:
+            deleted = db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+        except sqlite3.Error:
+            log.exception("applying the request log retention failed")
+            return
+        if deleted:
+            log.info("deleted %d request log rows older than %g days", deleted, self.retention_days)

@@ -1,0 +1,141 @@
+"""Keeps the gateway's route plans in step with the route table, without a restart.
+
+Every `poll_seconds` the watcher reads the table (one small SQLite read on a worker thread).
+When a use case's generation moved, it loads and warms every version the new routes name
+*before* swapping the plan in; until then the old plan keeps serving. A swap replaces one
+object reference, so requests already routed finish on the backend they were given. A load
+that fails leaves the old plan serving and is retried on a later poll, with the reason shown
+at /healthz and /admin/routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from reconciler.gateway.backends.base import failure_text
+from reconciler.gateway.model_cache import ModelCache
+from reconciler.gateway.routing import RoutePlan
+from reconciler.gateway.targets import Target
+from reconciler.observe.state import TrafficSnapshot
+from reconciler.traffic.store import TrafficStore
+
+log = logging.getLogger(__name__)
+
+_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PendingRoutes:
+    """A newer generation the watcher could not switch to yet, and why."""
+
+    generation: int
+    reason: str
+    retry_at: float
+
+
+class RouteWatcher:
+    def __init__(
+        self,
+        store: TrafficStore,
+        cache: ModelCache,
+        *,
+        use_cases: Callable[[], tuple[str, ...]],
+        poll_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.poll_seconds = poll_seconds
+        self._use_cases = use_cases
+        self._clock = clock
+        self.plans: dict[str, RoutePlan] = {}
+        self.pending: dict[str, PendingRoutes] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def plan(self, use_case: str) -> RoutePlan | None:
+        return self.plans.get(use_case)
+
+    def known_use_cases(self) -> tuple[str, ...]:
+        return tuple(sorted({*self._use_cases(), *self.plans}))
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._poll_forever(), name="route-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def refresh(self) -> None:
+        """Read the table once and switch every use case whose routes changed and are ready."""
+        snapshots = await asyncio.to_thread(self._read_table)
+        changed = [
+            (name, snapshot)
+            for name, snapshot in snapshots.items()
+            if self._needs_switch(name, snapshot)
+        ]
+        if changed:
+            await asyncio.gather(*(self._switch(name, snapshot) for name, snapshot in changed))
+
+    def _read_table(self) -> Mapping[str, TrafficSnapshot]:
+        names = sorted({*self._use_cases(), *self.store.use_cases()})
+        return self.store.snapshot(names)
+
+    def _needs_switch(self, use_case: str, snapshot: TrafficSnapshot) -> bool:
+        current = self.plans.get(use_case)
+        if current is not None and current.generation == snapshot.generation:
+            return False
+        if current is None and snapshot.generation == 0:
+            self.plans[use_case] = RoutePlan.of(use_case, 0, ())
+            return False
+        pending = self.pending.get(use_case)
+        return not (
+            pending is not None
+            and pending.generation == snapshot.generation
+            and self._clock() < pending.retry_at
+        )
+
+    async def _switch(self, use_case: str, snapshot: TrafficSnapshot) -> None:
+        plan = RoutePlan.of(use_case, snapshot.generation, snapshot.routes)
+        if len(plan.versions) > self.cache.max_loaded:
+            log.warning(
+                "routes of %s name %d versions but at most %d stay loaded: they will be "
+                "reloaded over and over; raise --max-loaded-models",
+                use_case,
+                len(plan.versions),
+                self.cache.max_loaded,
+            )
+        try:
+            # Warm every target first: the new plan serves only once all of them can answer.
+            await asyncio.gather(*(self.cache.ensure(Target(use_case, v)) for v in plan.versions))
+        except Exception as exc:
+            reason = failure_text(exc)
+            log.error(
+                "routes of %s (generation %d) not applied yet: %s",
+                use_case,
+                snapshot.generation,
+                reason,
+            )
+            self.pending[use_case] = PendingRoutes(
+                snapshot.generation, reason, self._clock() + _RETRY_SECONDS
+            )
+            return
+        self.pending.pop(use_case, None)
+        self.plans[use_case] = plan
+        log.info("serving %s from generation %d: %s", use_case, plan.generation, plan.live)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a locked or missing store must not stop the watcher
+                log.exception("reading the route table failed; retrying")

@@ -1,0 +1,123 @@
+"""Starting and stopping a gateway: from the CLI (blocking) or from Python (a thread).
+
+`GatewayServer` is how the apply engine, the demo and tests run a gateway in-process:
+`start()` returns once the port answers and the initial routes are loaded, `stop()` drains
+requests in flight and closes every backend. `build_gateway` wires the default parts (the
+desired-state catalog, the MLflow resolver, the backends) and takes any of them injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from reconciler.errors import ReconcilerError
+from reconciler.gateway.app import create_app
+from reconciler.gateway.backends.factory import backend_for
+from reconciler.gateway.catalog import UseCaseCatalog, load_catalog
+from reconciler.gateway.config import GatewayConfig
+from reconciler.gateway.guard import OutputGuard, PassThroughGuard
+from reconciler.gateway.service import BackendFactory, Gateway
+from reconciler.gateway.targets import RegistryTargetResolver, TargetResolver
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    catalog: UseCaseCatalog | None = None,
+    resolver: TargetResolver | None = None,
+    guard: OutputGuard | None = None,
+    backend_factory: BackendFactory = backend_for,
+) -> Gateway:
+    """A gateway with the default parts, or the ones given."""
+    if catalog is None:
+        catalog = load_catalog(config.repo) if config.repo is not None else UseCaseCatalog()
+    if resolver is None:
+        resolver = RegistryTargetResolver(catalog, config.tracking_uri, config.registry_uri)
+    return Gateway(
+        config=config,
+        catalog=catalog,
+        resolver=resolver,
+        backend_factory=backend_factory,
+        guard=guard or PassThroughGuard(),
+    )
+
+
+def _uvicorn_config(gateway: Gateway, *, access_log: bool) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(gateway),
+        host=gateway.config.host,
+        port=gateway.config.port,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+
+
+def serve_forever(gateway: Gateway, *, access_log: bool = False) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM drain requests in flight, then exit)."""
+    server = uvicorn.Server(_uvicorn_config(gateway, access_log=access_log))
+    server.run()
+    if not server.started:
+        raise ReconcilerError(
+            f"the gateway could not start on {gateway.config.host}:{gateway.config.port} "
+            "(port in use, or a start-up error above)"
+        )
+
+
+class GatewayServer:
+    """A gateway running on a background thread of this process."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._server = uvicorn.Server(_uvicorn_config(gateway, access_log=False))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.gateway.config.host}:{self.gateway.config.port}"
+
+    def start(self, timeout: float = 120.0) -> GatewayServer:
+        """Start serving; returns once the initial routes are loaded and the port answers."""
+        thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
+        self._thread = thread
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ReconcilerError(
+                    f"the gateway did not start on {self.url} within {timeout:g}s; see the log"
+                )
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> GatewayServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("reconciler.gateway").setLevel(logging.INFO)

@@ -1,0 +1,335 @@
+"""Serving one request: route, generate, guard, log, count, mirror to shadows.
+
+`Gateway` is the gateway without HTTP: the FastAPI layer parses and renders, this decides.
+Each request is routed once from the current plan, runs on a leased backend, has every output
+inspected by the guard before anything is returned, and leaves exactly one log row per
+output (plus one per shadow copy). Failures after routing are counted against the version
+that failed, which is what canary analysis must see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.gateway.backends.base import (
+    Backend,
+    BackendError,
+    GenerationRequest,
+    GenerationResult,
+    failure_text,
+)
+from reconciler.gateway.catalog import UseCaseCatalog
+from reconciler.gateway.config import GatewayConfig
+from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard, PassThroughGuard
+from reconciler.gateway.metrics import GatewayMetrics
+from reconciler.gateway.model_cache import ModelCache
+from reconciler.gateway.openai_wire import ErrorType, GatewayError
+from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
+from reconciler.gateway.route_watcher import RouteWatcher
+from reconciler.gateway.targets import Target, TargetDescription, TargetError, TargetResolver
+from reconciler.traffic.store import TrafficStore
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[TargetDescription, GatewayConfig], Backend]
+CONTENT_FILTER = "content_filter"
+
+
+class Endpoint(enum.StrEnum):
+    CHAT = "chat"
+    COMPLETION = "completion"
+
+
+@dataclass(frozen=True)
+class ServingCall:
+    """One client request, already validated and turned into generation requests."""
+
+    use_case: str
+    endpoint: Endpoint
+    requests: tuple[GenerationRequest, ...]
+    logged_request: dict[str, Any]
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedOutput:
+    text: str
+    finish_reason: str
+    result: GenerationResult
+    decision: GuardDecision
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one backend did with a call: outputs or the error, and how long it took."""
+
+    latency_ms: float
+    outputs: tuple[ServedOutput, ...] = ()
+    error: GatewayError | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    id: str
+    created: int
+    version: str
+    outputs: tuple[ServedOutput, ...]
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    catalog: UseCaseCatalog
+    resolver: TargetResolver
+    backend_factory: BackendFactory
+    guard: OutputGuard = field(default_factory=PassThroughGuard)
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self.store = TrafficStore(self.config.traffic_db)
+        self.cache = ModelCache(self._load, max_loaded=self.config.max_loaded_models)
+        self.watcher = RouteWatcher(
+            self.store,
+            self.cache,
+            use_cases=lambda: self.catalog.names,
+            poll_seconds=self.config.route_poll_seconds,
+        )
+        self.request_log = RequestLog(
+            self.config.request_log, retention_days=self.config.retention_days, clock=self.clock
+        )
+        self.metrics = GatewayMetrics()
+        self.shadow_dropped = 0
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._register_gauges()
+
+    def knows(self, use_case: str) -> bool:
+        return use_case in self.watcher.known_use_cases()
+
+    async def start(self) -> None:
+        self.request_log.start()
+        await self.watcher.start()
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+        if self._shadow_tasks:
+            await asyncio.wait(self._shadow_tasks, timeout=10)
+        await self.cache.close()
+        await asyncio.to_thread(self.request_log.stop)
+
+    async def _load(self, target: Target) -> Backend:
+        description = await asyncio.to_thread(self.resolver.describe, target)
+        backend = self.backend_factory(description, self.config)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def serve(self, call: ServingCall) -> Served:
+        plan = self.watcher.plan(call.use_case)
+        if plan is None or not plan.servable:
+            raise GatewayError(
+                503,
+                f"use case {call.use_case!r} has no live routes yet: no model version receives "
+                "its traffic (the reconciler shifts traffic on apply)",
+                type=ErrorType.UNAVAILABLE,
+                code="no_routes",
+            )
+        version = plan.choose(call.session_id)
+        response_id = f"gw-{uuid.uuid4().hex}"
+        for shadow_version in plan.mirrors():
+            self._mirror(call, shadow_version, response_id, plan.generation)
+        attempt = await self._attempt(call, version)
+        self._record(call, version, response_id, plan.generation, attempt)
+        if attempt.error is not None:
+            attempt.error.counted = True
+            raise attempt.error
+        return Served(response_id, int(self.clock()), version, attempt.outputs)
+
+    async def _attempt(self, call: ServingCall, version: str) -> Attempt:
+        started = time.perf_counter()
+        outputs, error = await self._generate_and_guard(call, version)
+        return Attempt((time.perf_counter() - started) * 1000, outputs, error)
+
+    async def _generate_and_guard(
+        self, call: ServingCall, version: str
+    ) -> tuple[tuple[ServedOutput, ...], GatewayError | None]:
+        try:
+            async with self.cache.lease(Target(call.use_case, version)) as backend:
+                if len(call.requests) == 1:
+                    results = [await backend.generate(call.requests[0])]
+                else:
+                    results = await backend.generate_batch(call.requests)
+        except (BackendError, TargetError) as exc:
+            return (), GatewayError(
+                502,
+                f"model version {version} of {call.use_case!r} failed: {exc}",
+                type=ErrorType.UPSTREAM,
+                code="upstream_error",
+            )
+        except Exception as exc:  # a backend bug is still the upstream's failure, not ours
+            log.exception("backend %s@%s failed", call.use_case, version)
+            return (), GatewayError(
+                502,
+                f"model version {version} of {call.use_case!r} failed: {failure_text(exc)}",
+                type=ErrorType.UPSTREAM,
+                code="upstream_error",
+            )
+        try:
+            outputs = tuple([await self._guarded(call.use_case, version, r) for r in results])
+        except Exception as exc:
+            log.exception("the output guard failed on %s@%s", call.use_case, version)
+            return (), GatewayError(
+                503,
+                f"the output could not be checked by the guardrails, so it was withheld: "
+                f"{failure_text(exc)}",
+                type=ErrorType.UNAVAILABLE,
+                code="guardrail_unavailable",
+            )
+        return outputs, None
+
+    async def _guarded(self, use_case: str, version: str, result: GenerationResult) -> ServedOutput:
+        if isinstance(self.guard, PassThroughGuard):
+            decision = self.guard.inspect(use_case, version, result.text)
+        else:
+            # A real guard may run classifiers; keep it off the event loop.
+            decision = await asyncio.to_thread(self.guard.inspect, use_case, version, result.text)
+        if decision.action is GuardAction.BLOCK:
+            return ServedOutput(decision.replacement or "", CONTENT_FILTER, result, decision)
+        if decision.action is GuardAction.REPLACE:
+            text = decision.replacement or ""
+            return ServedOutput(text, result.finish_reason.value, result, decision)
+        return ServedOutput(result.text, result.finish_reason.value, result, decision)
+
+    def _record(
+        self,
+        call: ServingCall,
+        version: str,
+        response_id: str,
+        generation: int,
+        attempt: Attempt,
+        *,
+        shadow: bool = False,
+        mirror_of: str | None = None,
+    ) -> None:
+        now = self.clock()
+        latency_ms = attempt.latency_ms
+        common: dict[str, Any] = {
+            "ts": now,
+            "use_case": call.use_case,
+            "model_version": version,
+            "endpoint": call.endpoint.value,
+            "request": call.logged_request,
+            "latency_ms": latency_ms,
+            "route_generation": generation,
+            "shadow": shadow,
+            "mirror_of": mirror_of,
+            "session_id": call.session_id,
+        }
+        error = attempt.error
+        if error is not None:
+            message = error.message
+            self.request_log.append(
+                LoggedRequest(
+                    id=response_id,
+                    status=RequestStatus.ERROR,
+                    error=message,
+                    guardrail="none",
+                    **common,
+                )
+            )
+            self.metrics.observe_request(
+                use_case=call.use_case,
+                version=version,
+                shadow=shadow,
+                latency_seconds=latency_ms / 1000,
+                error_kind=error.code,
+            )
+            return
+        outputs = attempt.outputs
+        for index, output in enumerate(outputs):
+            row_id = response_id if len(outputs) == 1 else f"{response_id}:{index}"
+            decision = output.decision
+            self.request_log.append(
+                LoggedRequest(
+                    id=row_id,
+                    status=RequestStatus.OK,
+                    output=output.text,
+                    guardrail=decision.action.value,
+                    violations=decision.violations,
+                    prompt_tokens=output.result.prompt_tokens,
+                    completion_tokens=output.result.completion_tokens,
+                    **common,
+                )
+            )
+            self.metrics.observe_request(
+                use_case=call.use_case,
+                version=version,
+                shadow=shadow,
+                latency_seconds=latency_ms / 1000,
+                guardrail_action=decision.action.value,
+                violated=decision.violated,
+                prompt_tokens=output.result.prompt_tokens,
+                completion_tokens=output.result.completion_tokens,
+            )
+
+    # --- shadow traffic ----------------------------------------------------------------------
+
+    def _mirror(self, call: ServingCall, version: str, primary_id: str, generation: int) -> None:
+        if len(self._shadow_tasks) >= self.config.max_shadow_in_flight:
+            # Shadows must never slow live traffic down; under overload copies are skipped.
+            self.shadow_dropped += 1
+            return
+        task = asyncio.create_task(self._shadow(call, version, primary_id, generation))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self, call: ServingCall, version: str, primary_id: str, generation: int
+    ) -> None:
+        try:
+            attempt = await self._attempt(call, version)
+            shadow_id = f"gw-shadow-{uuid.uuid4().hex}"
+            self._record(
+                call, version, shadow_id, generation, attempt, shadow=True, mirror_of=primary_id
+            )
+        except Exception:
+            log.exception("shadow copy to %s@%s failed", call.use_case, version)
+
+    def _register_gauges(self) -> None:
+        self.metrics.add_gauge(
+            "gateway_loaded_models",
+            "Model versions loaded in the cache.",
+            lambda: [((), float(len(self.cache.loaded)))],
+        )
+        self.metrics.add_gauge(
+            "gateway_route_generation",
+            "Route-table generation being served, per use case.",
+            lambda: [
+                ((("use_case", name),), float(plan.generation))
+                for name, plan in sorted(self.watcher.plans.items())
+            ],
+        )
+        self.metrics.add_gauge(
+            "gateway_request_log_backlog",
+            "Records waiting to be written to the request log.",
+            lambda: [((), float(self.request_log.backlog))],
+        )
+        self.metrics.add_gauge(
+            "gateway_dropped_total",
+            "Shadow copies and log records dropped under overload.",
+            lambda: [
+                ((("what", "shadow_copy"),), float(self.shadow_dropped)),
+                ((("what", "log_record"),), float(self.request_log.dropped)),
+            ],
+        )

@@ -1,0 +1,78 @@
+"""Starting and stopping the real processes the gateway tests talk to."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ADMIN_TOKEN = "test-admin-token-5f2c"
+PROVIDER_KEY = "provider-key-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    tracking_uri: str
+    artifact_uri: str
+    repo: Path
+    state_dir: Path
+
+    @property
+    def request_log(self) -> Path:
+        return self.state_dir / "requests.db"
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str
+    world: World
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def set_routes(self, use_case: str, routes: list[dict[str, object]]) -> int:
+        """Write routes through the admin API and wait until the gateway serves them."""
+        response = httpx.put(
+            f"{self.url}/admin/routes/{use_case}",
+            params={"wait": "true"},
+            json=routes,
+            headers=self.admin(),
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        return int(response.json()["written_generation"])

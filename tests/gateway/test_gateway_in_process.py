@@ -1,0 +1,131 @@
+"""A gateway started from Python (`GatewayServer`) with an injected guard and no admin token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
+from reconciler.gateway.config import GatewayConfig
+from reconciler.gateway.guard import GuardAction, GuardDecision
+from reconciler.gateway.log_queries import read_exchanges, window_metrics
+from reconciler.gateway.server import GatewayServer, build_gateway
+from reconciler.observe.state import Route
+from reconciler.traffic.store import TrafficStore, Writer
+from tests.gateway.processes import World, free_port
+
+
+class KeywordGuard:
+    """Blocks 'forbidden', redacts 'secret', and lets 'grim' through as a logged violation."""
+
+    def inspect(self, use_case: str, version: str, text: str) -> GuardDecision:
+        if "forbidden" in text:
+            return GuardDecision(GuardAction.BLOCK, "I cannot say that.", ("forbidden-word",))
+        if "secret" in text:
+            return GuardDecision(GuardAction.REPLACE, "[redacted]", ("secret-leak",))
+        if "grim" in text:
+            return GuardDecision(GuardAction.PASS, None, ("grim-tone",))
+        return GuardDecision()
+
+
+@pytest.fixture
+def guarded_server(tmp_path: Path, world: World, echo_provider_url: str) -> Iterator[GatewayServer]:
+    catalog = UseCaseCatalog.of(
+        [
+            UseCaseProfile(
+                name="guarded-chat",
+                registered_model="echo-chat",
+                providers=(ProviderSettings("echo-large", base_url=echo_provider_url),),
+            )
+        ]
+    )
+    state = tmp_path / "state"
+    config = GatewayConfig(
+        port=free_port(),
+        state_dir=state,
+        traffic_db=state / "traffic.db",
+        tracking_uri=world.tracking_uri,
+        admin_token=None,
+        route_poll_seconds=0.1,
+    )
+    TrafficStore(config.traffic_db).write(
+        "guarded-chat", [Route("2", 100)], writer=Writer.RECONCILER
+    )
+    server = GatewayServer(build_gateway(config, catalog=catalog, guard=KeywordGuard()))
+    with server:
+        yield server
+
+
+def _say(server: GatewayServer, text: str) -> httpx.Response:
+    body = {"model": "guarded-chat", "messages": [{"role": "user", "content": text}]}
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+
+
+def test_the_guard_sees_every_output_before_the_caller(guarded_server: GatewayServer) -> None:
+    since = time.time()
+    blocked = _say(guarded_server, "say forbidden things").json()
+    assert blocked["choices"][0]["message"]["content"] == "I cannot say that."
+    assert blocked["choices"][0]["finish_reason"] == "content_filter"
+    redacted = _say(guarded_server, "tell the secret").json()
+    assert redacted["choices"][0]["message"]["content"] == "[redacted]"
+    grim = _say(guarded_server, "a grim tale").json()
+    assert grim["choices"][0]["message"]["content"] == "echo[echo-large]: a grim tale"
+    _say(guarded_server, "a happy tale")
+
+    log_path = guarded_server.gateway.config.request_log
+    guarded_server.gateway.request_log.flush()
+    window = window_metrics(log_path, "guarded-chat", since=since)["2"]
+    assert window.requests == 4
+    assert window.guardrail_violations == 3
+    assert window.guardrail_violation_rate == pytest.approx(0.75)
+    # Only outputs that passed untouched are training data.
+    kept = [e.output for e in read_exchanges(log_path, "guarded-chat", since=since)]
+    assert sorted(kept) == ["echo[echo-large]: a grim tale", "echo[echo-large]: a happy tale"]
+
+    metrics = httpx.get(f"{guarded_server.url}/metrics", timeout=30).text
+    assert (
+        'gateway_guardrail_violations_total{use_case="guarded-chat",version="2",'
+        'shadow="false",action="block"} 1' in metrics
+    )
+
+
+def test_admin_writes_are_off_without_a_token(guarded_server: GatewayServer) -> None:
+    response = httpx.put(
+        f"{guarded_server.url}/admin/routes/guarded-chat",
+        json=[{"version": "1", "weight": 100}],
+        headers={"Authorization": "Bearer anything"},
+        timeout=30,
+    )
+    assert response.status_code == 403
+    assert "RECONCILER_GATEWAY_TOKEN" in response.json()["error"]["message"]
+
+
+def test_route_table_changes_are_served_without_a_restart(
+    guarded_server: GatewayServer,
+) -> None:
+    assert _say(guarded_server, "hi").headers["x-model-version"] == "2"
+    TrafficStore(guarded_server.gateway.config.traffic_db).write(
+        "guarded-chat", [Route("3", 100)], writer=Writer.RECONCILER
+    )
+    deadline = time.monotonic() + 10
+    while _say(guarded_server, "hi").headers["x-model-version"] != "3":
+        assert time.monotonic() < deadline, "the new routes were never served"
+        time.sleep(0.05)
+
+
+def test_stop_releases_the_port(world: World, echo_provider_url: str, tmp_path: Path) -> None:
+    config = GatewayConfig(
+        port=free_port(),
+        state_dir=tmp_path / "s",
+        traffic_db=tmp_path / "s" / "traffic.db",
+        tracking_uri=world.tracking_uri,
+    )
+    server = GatewayServer(build_gateway(config, catalog=UseCaseCatalog())).start()
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
