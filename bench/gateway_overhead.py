@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bench.mlflow_process import free_port
+from reconciler.child_process import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "user", "content": "Where is the blacksmith?"}]
@@ -46,25 +46,11 @@ spec:
 """
 
 
-def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args[:4]} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
 @contextmanager
 def _process(command: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
-        _wait(ready_url, process)
+        wait_until_serving(ready_url, process)
         yield
     finally:
         process.terminate()

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from reconciler.child_process import free_port, wait_until_serving
 
 
 @contextmanager
@@ -57,21 +49,7 @@ def mlflow_server(root: Path, *, timeout: float = 90.0) -> Iterator[str]:
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {process.returncode}: "
-                    f"{(root / 'server.log').read_text(errors='replace')[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start within {timeout}s")
-            time.sleep(0.3)
+        wait_until_serving(f"{url}/health", process, timeout=timeout, log=root / "server.log")
         yield url
     finally:
         process.terminate()

@@ -216,3 +216,27 @@ def read_exchanges(
                 rating=row[6],
                 corrected_output=row[7],
             )
+
+
+@dataclass(frozen=True)
+class ServedOutput:
+    """One answer a live version gave, as the guardrail monitor reads it."""
+
+    version: str
+    text: str
+    ts: float
+
+
+def served_outputs(
+    log_path: Path, use_case: str, *, since: float, limit: int = 5_000
+) -> list[ServedOutput]:
+    """The newest successful live outputs of `use_case` since `since` (shadows excluded)."""
+    if not log_path.exists():
+        return []
+    with connect(log_path) as db:
+        rows = db.execute(
+            "SELECT model_version, output, ts FROM requests WHERE use_case = ? AND shadow = 0 "
+            "AND status = ? AND ts >= ? AND output IS NOT NULL ORDER BY ts DESC LIMIT ?",
+            (use_case, RequestStatus.OK.value, since, limit),
+        ).fetchall()
+    return [ServedOutput(str(v), str(text), float(ts)) for v, text, ts in rows]

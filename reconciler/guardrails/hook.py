@@ -1,20 +1,20 @@
 """The gateway's inline hook: pass, block or replace each output before a player sees it.
 
-The gateway depends only on the `OutputGuard` protocol; `PolicyOutputGuard` implements it
-with the use case's guardrail policies. An output is stopped when one of its findings maps
-to ``block_output`` or ``rollback``. When masking personal data is enough to make it pass,
-the masked text replaces it (the player still gets an answer); otherwise a configured
-in-character fallback line replaces it, or it is blocked.
+The gateway defines the `OutputGuard` protocol it calls (`reconciler.gateway.guard`);
+`PolicyOutputGuard` implements it with the use case's guardrail policies. Each violation is
+reported as a label ``category:policy/check:severity``, which the request log keeps. An
+output is stopped when one of its findings maps to ``block_output`` or ``rollback``. When
+masking personal data is enough to make it pass, the masked text replaces it (the player still
+gets an answer); otherwise a configured in-character fallback line replaces it, or it is
+blocked.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard
 from reconciler.guardrails.checks.pii import mask_pii
 from reconciler.guardrails.embeddings import Embedder
 from reconciler.guardrails.engine import GuardrailEngine, compile_policies
@@ -26,25 +26,11 @@ from reconciler.spec.model import Intervention
 STOPPING_INTERVENTIONS = frozenset({Intervention.BLOCK_OUTPUT, Intervention.ROLLBACK})
 
 
-class GuardAction(enum.StrEnum):
-    PASS = "pass"
-    BLOCK = "block"
-    REPLACE = "replace"
+__all__ = ["GuardAction", "GuardDecision", "OutputGuard", "PolicyOutputGuard", "violation_label"]
 
 
-@dataclass(frozen=True)
-class GuardDecision:
-    """What the gateway does with one output. ``replacement`` is set only for REPLACE."""
-
-    action: GuardAction
-    replacement: str | None = None
-    violations: tuple[Finding, ...] = ()
-
-
-class OutputGuard(Protocol):
-    """What the gateway calls for each generated output."""
-
-    def inspect(self, use_case: str, version: str, text: str) -> GuardDecision: ...
+def violation_label(finding: Finding) -> str:
+    return f"{finding.category}:{finding.policy}/{finding.check}:{finding.severity.value}"
 
 
 def _stops(verdict: Verdict) -> bool:
@@ -108,11 +94,12 @@ class PolicyOutputGuard:
         return decisions
 
     def _decide(self, engine: GuardrailEngine, text: str, verdict: Verdict) -> GuardDecision:
+        labels = tuple(violation_label(f) for f in verdict.findings)
         if not _stops(verdict):
-            return GuardDecision(GuardAction.PASS, violations=verdict.findings)
+            return GuardDecision(GuardAction.PASS, violations=labels)
         masked = mask_pii(text)
         if masked != text and not _stops(engine.check(masked)):
-            return GuardDecision(GuardAction.REPLACE, masked, verdict.findings)
+            return GuardDecision(GuardAction.REPLACE, masked, labels)
         if self.fallback is not None:
-            return GuardDecision(GuardAction.REPLACE, self.fallback, verdict.findings)
-        return GuardDecision(GuardAction.BLOCK, violations=verdict.findings)
+            return GuardDecision(GuardAction.REPLACE, self.fallback, labels)
+        return GuardDecision(GuardAction.BLOCK, violations=labels)

@@ -66,6 +66,12 @@ EnvVarName = Annotated[
 _SECRET_SHAPES = re.compile(r"^(sk-|sk_|ghp_|gho_|github_pat_|hf_|xox[bp]-|AKIA)", re.ASCII)
 
 
+def _require_unique(names: list[str], what: str) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(duplicates)}")
+
+
 class SpecModel(BaseModel):
     """Base of every desired-state object: frozen, camelCase in YAML, unknown fields rejected."""
 
@@ -316,10 +322,7 @@ class Evaluation(SpecModel):
     @field_validator("assertions")
     @classmethod
     def _unique_assertion_names(cls, value: list[Assertion]) -> list[Assertion]:
-        names = [a.name for a in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"assertion names must be unique; repeated: {', '.join(duplicates)}")
+        _require_unique([a.name for a in value], "assertion names")
         return value
 
 
@@ -507,10 +510,7 @@ class GuardrailPolicySpec(SpecModel):
     @field_validator("checks")
     @classmethod
     def _unique_check_names(cls, value: list[GuardrailCheck]) -> list[GuardrailCheck]:
-        names = [c.name for c in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"check names must be unique; repeated: {', '.join(duplicates)}")
+        _require_unique([c.name for c in value], "check names")
         return value
 
 

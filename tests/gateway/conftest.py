@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.child_process import free_port, wait_until_serving
 from tests.gateway.processes import (
     ADMIN_TOKEN,
     PROVIDER_KEY,
     RunningGateway,
     World,
-    free_port,
     stop_process,
-    wait_until_up,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -62,7 +61,7 @@ def echo_provider_url() -> Iterator[str]:
         [sys.executable, str(PROJECT_ROOT / "bench" / "echo_provider.py"), "--port", str(port)]
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/v1/models", process)
+        wait_until_serving(f"http://127.0.0.1:{port}/v1/models", process)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop_process(process)
@@ -118,7 +117,7 @@ def gateway(world: World, echo_provider_url: str) -> Iterator[RunningGateway]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{url}/healthz", process)
+        wait_until_serving(f"{url}/healthz", process)
         yield RunningGateway(url=url, world=world)
     finally:
         stop_process(process)

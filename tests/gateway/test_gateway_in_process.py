@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.child_process import free_port
 from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
 from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.guard import GuardAction, GuardDecision
@@ -16,7 +17,7 @@ from reconciler.gateway.log_queries import read_exchanges, window_metrics
 from reconciler.gateway.server import GatewayServer, build_gateway
 from reconciler.observe.state import Route
 from reconciler.traffic.store import TrafficStore, Writer
-from tests.gateway.processes import World, free_port
+from tests.gateway.processes import World
 
 
 class KeywordGuard:

@@ -1,0 +1,91 @@
+"""The guardrail watch: roll back a serving version whose critical violation rate is too high.
+
+Reads what each live version of each use case answered recently (the gateway's request log),
+runs the use case's guardrail policies over it (`guardrails.monitor`), and for every version
+whose rate of critical violations exceeds the limit does what an aborted canary does: all
+traffic back to the last good version, and the offender tagged rejected for this desired
+state so the next plan does not bring it back. Runs under the use case's lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.apply.aliases import rollback
+from reconciler.apply.locks import use_case_lock
+from reconciler.apply.run import ApplyContext, UseCaseRun
+from reconciler.lineage import Alias
+
+
+@dataclass(frozen=True)
+class WatchFinding:
+    use_case: str
+    version: str
+    critical_rate: float
+    outputs: int
+    action: str
+
+
+def watch_guardrails(
+    context: ApplyContext,
+    *,
+    since: float,
+    critical_rate_limit: float,
+    min_outputs: int = 20,
+) -> list[WatchFinding]:
+    from reconciler.gateway.config import REQUEST_LOG_FILE
+    from reconciler.gateway.log_queries import served_outputs
+    from reconciler.guardrails.engine import compile_policies
+    from reconciler.guardrails.monitor import LoggedOutput, monitor_outputs
+    from reconciler.guardrails.store import ViolationStore
+
+    desired = context.desired
+    log_path = context.state_dir / REQUEST_LOG_FILE
+    engines = {
+        use_case.name: compile_policies(
+            [desired.policy(name) for name in use_case.spec.guardrails], base_path=context.repo
+        )
+        for use_case in desired.use_cases
+        if use_case.spec.guardrails
+    }
+    outputs = [
+        LoggedOutput(name, served.version, served.text, datetime.fromtimestamp(served.ts, UTC))
+        for name in engines
+        for served in served_outputs(log_path, name, since=since)
+    ]
+    report = monitor_outputs(
+        outputs,
+        engines,
+        critical_rate_limit=critical_rate_limit,
+        min_outputs=min_outputs,
+        store=ViolationStore(context.state_dir),
+    )
+    findings = []
+    for rates in report.exceeding:
+        use_case = desired.use_case(rates.use_case)
+        run = UseCaseRun(context, use_case, desired.identities[use_case.name])
+        reason = (
+            f"critical guardrail violation rate {rates.critical_rate:.3f} > "
+            f"{critical_rate_limit:g} over {rates.outputs} outputs"
+        )
+        with use_case_lock(context.state_dir, use_case.name, timeout=60):
+            model = run.model()
+            aliases = model.aliases if model else {}
+            champion = aliases.get(Alias.CHAMPION.value)
+            if rates.version == aliases.get(Alias.CHALLENGER.value) and champion:
+                restore: str | None = champion
+            elif rates.version == champion:
+                restore = aliases.get(Alias.PREVIOUS.value)
+            else:
+                restore = None
+            if restore is None or (model is not None and model.version(restore) is None):
+                action = "no earlier version to restore: left serving, reported"
+            else:
+                rollback(run, restore=restore, rejected=rates.version, reason=reason)
+                action = f"rolled back to {restore}"
+        context.report(f"{use_case.name}: version {rates.version}: {reason}; {action}")
+        findings.append(
+            WatchFinding(use_case.name, rates.version, rates.critical_rate, rates.outputs, action)
+        )
+    return findings
