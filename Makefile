@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench schema clean
+.PHONY: demo test lint typecheck bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the embedded defaults: converge the shipped desired state from nothing
+# (tiny base model, local provider, gateway with players, apply), then show that a new plan
+# is empty (exit code 0 with --detailed-exitcode).
 demo: $(STAMP)
 	$(BIN)/reconciler validate
-	$(BIN)/reconciler plan
+	$(BIN)/python -m reconciler.demo
+	$(BIN)/reconciler plan --detailed-exitcode
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q

@@ -42,11 +42,15 @@ def mlflow_server(root: Path, *, timeout: float = 90.0) -> Iterator[str]:
     # Job execution (scorers, trace rollups) is not used here, and its start-up imports
     # optional GenAI packages that may try to reach the internet; keep the server lean.
     env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": "",
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+        },
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Run in the server's own folder: anything MLflow writes beside itself stays there.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(f"{url}/health", process, timeout=timeout, log=root / "server.log")

@@ -16,8 +16,12 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
+from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
 from reconciler.errors import ReconcilerError
+from reconciler.gateway.cli import gateway_command
+from reconciler.guardrails.cli import guardrails as guardrails_group
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.training.cli import tiny_model_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -177,14 +181,15 @@ def plan(
         raise SystemExit(EXIT_CHANGES)
 
 
-from reconciler.gateway.cli import gateway_command  # noqa: E402  (light: only click)
-
-cli.add_command(gateway_command)
-
-
-from reconciler.guardrails.cli import guardrails as _guardrails_group  # noqa: E402
-
-cli.add_command(_guardrails_group)
+# Command families live beside their packages; their modules import only click, so
+# `validate` and `plan` stay light.
+for command in (
+    gateway_command,
+    guardrails_group,
+    tiny_model_command,
+    *APPLY_COMMANDS,
+):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 Defaults run on one machine with nothing to set up: an embedded MLflow store under
 ``mlruns/`` (sqlite + artifacts folder; MLflow 3's plain file store is deprecated) and the
 state folder ``.reconciler/``. ``MLFLOW_TRACKING_URI`` points at a real tracking server
-instead, and ``RECONCILER_STATE_DIR`` moves the state folder.
+instead (which then decides where artifacts go), or at another sqlite file, whose artifacts
+are kept in an ``artifacts`` folder beside it; ``RECONCILER_STATE_DIR`` moves the state folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 STATE_DIR_ENV = "RECONCILER_STATE_DIR"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+# Registered versions' files, shared by the gateway, training and evaluation.
+MODEL_CACHE_DIR = "model-cache"
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,25 @@ class Settings:
         return cls(
             tracking_uri=tracking,
             registry_uri=registry,
-            artifact_root=mlruns / "artifacts",
+            artifact_root=_artifact_root(tracking, base) or mlruns / "artifacts",
             state_dir=state if state.is_absolute() else base / state,
         )
 
     @property
     def traffic_db(self) -> Path:
         return self.state_dir / "traffic.db"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.state_dir / MODEL_CACHE_DIR
+
+
+def _artifact_root(tracking_uri: str, base: Path) -> Path | None:
+    """`artifacts/` beside a sqlite store's file, so each store keeps its own artifacts."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    return (database if database.is_absolute() else base / database).parent / "artifacts"
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@", re.I)

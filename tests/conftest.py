@@ -51,3 +51,13 @@ def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """A real `mlflow server` on 127.0.0.1 for the whole session."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-2 base the shipped use cases name (models/tiny-base), built once."""
+    from reconciler.training.tiny_model import build_tiny_model, shipped_dataset_texts
+
+    folder = tmp_path_factory.mktemp("tiny-base") / "tiny-base"
+    texts = shipped_dataset_texts(PROJECT_ROOT / "desired_state" / "datasets")
+    return build_tiny_model(folder, extra_texts=texts)

@@ -4,10 +4,15 @@ The plan is checked against a fresh load of the desired state it names and a fre
 observation: a different desired-state digest or observed serial means the world moved since
 the plan was made, and the plan is refused whole (Terraform's "Saved plan is stale"). Locks are
 taken before that check, so nothing can move in between.
+
+Use cases are independent (one registered model, one route table entry, one lock each), so up
+to `parallelism` of them are applied at once, as Terraform applies independent resources: a
+rollout baking for half an hour does not hold up another use case's training.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.apply.executor import UseCaseOutcome, apply_use_case
@@ -17,7 +22,7 @@ from reconciler.digest import short
 from reconciler.errors import ReconcilerError
 from reconciler.health import Health, worst
 from reconciler.observe.observer import observe
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Action, Plan
 
 
 class StalePlanError(ReconcilerError):
@@ -51,17 +56,29 @@ def refuse_if_stale(plan: Plan, context: ApplyContext) -> None:
 
 
 def apply_plan(
-    plan: Plan, context: ApplyContext, *, lock_timeout: float = 0.0, check_stale: bool = True
+    plan: Plan,
+    context: ApplyContext,
+    *,
+    lock_timeout: float = 0.0,
+    check_stale: bool = True,
+    parallelism: int = 1,
 ) -> ApplyResult:
     names = [name for name in plan.use_cases() if plan.changes_for(name)]
+
+    def one(name: str) -> UseCaseOutcome:
+        changes = plan.changes_for(name)
+        if all(c.action is Action.NOOP for c in changes):
+            return UseCaseOutcome(name, Health.HEALTHY, changes[0].reason)
+        return apply_use_case(context, changes)
+
     with use_case_locks(context.state_dir, names, timeout=lock_timeout):
         if check_stale:
             refuse_if_stale(plan, context)
-        outcomes = []
-        for name in names:
-            changes = plan.changes_for(name)
-            if all(c.action.value == "noop" for c in changes):
-                outcomes.append(UseCaseOutcome(name, Health.HEALTHY, changes[0].reason))
-                continue
-            outcomes.append(apply_use_case(context, changes))
+        if parallelism > 1 and len(names) > 1:
+            with ThreadPoolExecutor(
+                max_workers=min(parallelism, len(names)), thread_name_prefix="apply"
+            ) as pool:
+                outcomes = list(pool.map(one, names))
+        else:
+            outcomes = [one(name) for name in names]
     return ApplyResult(tuple(outcomes))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.settings import Settings
+from reconciler.settings import MODEL_CACHE_DIR, Settings
 
 TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
 REQUEST_LOG_FILE = "requests.db"
@@ -45,7 +45,7 @@ class GatewayConfig:
 
     @property
     def model_cache_dir(self) -> Path:
-        return self.state_dir / "gateway-models"
+        return self.state_dir / MODEL_CACHE_DIR
 
     @classmethod
     def from_settings(

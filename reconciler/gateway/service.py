@@ -27,7 +27,13 @@ from reconciler.gateway.backends.base import (
 )
 from reconciler.gateway.catalog import UseCaseCatalog
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard, PassThroughGuard
+from reconciler.gateway.guard import (
+    GuardAction,
+    GuardDecision,
+    GuardQueue,
+    OutputGuard,
+    PassThroughGuard,
+)
 from reconciler.gateway.metrics import GatewayMetrics
 from reconciler.gateway.model_cache import ModelCache
 from reconciler.gateway.openai_wire import ErrorType, GatewayError
@@ -105,6 +111,7 @@ class Gateway:
             self.config.request_log, retention_days=self.config.retention_days, clock=self.clock
         )
         self.metrics = GatewayMetrics()
+        self.guard_queue = GuardQueue(self.guard)
         self.shadow_dropped = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._register_gauges()
@@ -121,6 +128,7 @@ class Gateway:
         if self._shadow_tasks:
             await asyncio.wait(self._shadow_tasks, timeout=10)
         await self.cache.close()
+        await self.guard_queue.close()
         await asyncio.to_thread(self.request_log.stop)
 
     async def _load(self, target: Target) -> Backend:
@@ -186,7 +194,10 @@ class Gateway:
                 code="upstream_error",
             )
         try:
-            outputs = tuple([await self._guarded(call.use_case, version, r) for r in results])
+            decisions = await self.guard_queue.decide(
+                call.use_case, version, [r.text for r in results]
+            )
+            outputs = tuple(_served(r, d) for r, d in zip(results, decisions, strict=True))
         except Exception as exc:
             log.exception("the output guard failed on %s@%s", call.use_case, version)
             return (), GatewayError(
@@ -197,19 +208,6 @@ class Gateway:
                 code="guardrail_unavailable",
             )
         return outputs, None
-
-    async def _guarded(self, use_case: str, version: str, result: GenerationResult) -> ServedOutput:
-        if isinstance(self.guard, PassThroughGuard):
-            decision = self.guard.inspect(use_case, version, result.text)
-        else:
-            # A real guard may run classifiers; keep it off the event loop.
-            decision = await asyncio.to_thread(self.guard.inspect, use_case, version, result.text)
-        if decision.action is GuardAction.BLOCK:
-            return ServedOutput(decision.replacement or "", CONTENT_FILTER, result, decision)
-        if decision.action is GuardAction.REPLACE:
-            text = decision.replacement or ""
-            return ServedOutput(text, result.finish_reason.value, result, decision)
-        return ServedOutput(result.text, result.finish_reason.value, result, decision)
 
     def _record(
         self,
@@ -333,3 +331,13 @@ class Gateway:
                 ((("what", "log_record"),), float(self.request_log.dropped)),
             ],
         )
+
+
+def _served(result: GenerationResult, decision: GuardDecision) -> ServedOutput:
+    """What the caller gets once the guard has decided on a generated output."""
+    if decision.action is GuardAction.BLOCK:
+        return ServedOutput(decision.replacement or "", CONTENT_FILTER, result, decision)
+    if decision.action is GuardAction.REPLACE:
+        text = decision.replacement or ""
+        return ServedOutput(text, result.finish_reason.value, result, decision)
+    return ServedOutput(result.text, result.finish_reason.value, result, decision)

@@ -13,11 +13,13 @@ import importlib.util
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.errors import ReconcilerError
+from reconciler.model_loading import loading_models
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,12 +62,19 @@ def locate_embedding_model() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on CPU, loaded on first use."""
+    """A sentence-transformers model on CPU, loaded on first use.
 
-    def __init__(self, model_path: Path) -> None:
+    Vectors of recent texts are kept (`cache_size`, least recently used out): a game's NPCs
+    repeat their lines, and the same line is then embedded once, not on every reply.
+    """
+
+    def __init__(self, model_path: Path, *, cache_size: int = 8192) -> None:
         self.model_path = model_path
+        self.cache_size = cache_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _loaded(self) -> Any:
         with self._lock:
@@ -76,7 +85,8 @@ class SentenceTransformerEmbedder:
                 from transformers.utils import logging as transformers_logging
 
                 transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-                self._model = SentenceTransformer(str(self.model_path), device="cpu")
+                with loading_models():
+                    self._model = SentenceTransformer(str(self.model_path), device="cpu")
             return self._model
 
     def encode(self, texts: Sequence[str]) -> FloatMatrix:
@@ -84,14 +94,26 @@ class SentenceTransformerEmbedder:
 
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        vectors = self._loaded().encode(
-            list(texts),
-            batch_size=ENCODE_BATCH_SIZE,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        with self._cache_lock:
+            known = {t: self._cache[t] for t in dict.fromkeys(texts) if t in self._cache}
+            for text in known:
+                self._cache.move_to_end(text)
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            vectors = self._loaded().encode(
+                missing,
+                batch_size=ENCODE_BATCH_SIZE,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            fresh = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+            known |= fresh
+            with self._cache_lock:
+                self._cache.update(fresh)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([known[t] for t in texts])
 
 
 @functools.cache

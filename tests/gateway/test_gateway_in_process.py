@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from reconciler.child_process import free_port
 from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.guard import GuardAction, GuardDecision
+from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard
 from reconciler.gateway.log_queries import read_exchanges, window_metrics
 from reconciler.gateway.server import GatewayServer, build_gateway
 from reconciler.observe.state import Route
@@ -23,7 +24,13 @@ from tests.gateway.processes import World
 class KeywordGuard:
     """Blocks 'forbidden', redacts 'secret', and lets 'grim' through as a logged violation."""
 
-    def inspect(self, use_case: str, version: str, text: str) -> GuardDecision:
+    def inspect_batch(
+        self, use_case: str, version: str, texts: Sequence[str]
+    ) -> list[GuardDecision]:
+        return [self._decide(text) for text in texts]
+
+    @staticmethod
+    def _decide(text: str) -> GuardDecision:
         if "forbidden" in text:
             return GuardDecision(GuardAction.BLOCK, "I cannot say that.", ("forbidden-word",))
         if "secret" in text:
@@ -33,8 +40,23 @@ class KeywordGuard:
         return GuardDecision()
 
 
-@pytest.fixture
-def guarded_server(tmp_path: Path, world: World, echo_provider_url: str) -> Iterator[GatewayServer]:
+class SlowCountingGuard(KeywordGuard):
+    """Takes 50 ms per call, whatever the batch, and remembers each batch's size."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def inspect_batch(
+        self, use_case: str, version: str, texts: Sequence[str]
+    ) -> list[GuardDecision]:
+        self.batches.append(len(texts))
+        time.sleep(0.05)
+        return super().inspect_batch(use_case, version, texts)
+
+
+def _guarded_server(
+    tmp_path: Path, world: World, echo_provider_url: str, guard: OutputGuard
+) -> GatewayServer:
     catalog = UseCaseCatalog.of(
         [
             UseCaseProfile(
@@ -56,8 +78,12 @@ def guarded_server(tmp_path: Path, world: World, echo_provider_url: str) -> Iter
     TrafficStore(config.traffic_db).write(
         "guarded-chat", [Route("2", 100)], writer=Writer.RECONCILER
     )
-    server = GatewayServer(build_gateway(config, catalog=catalog, guard=KeywordGuard()))
-    with server:
+    return GatewayServer(build_gateway(config, catalog=catalog, guard=guard))
+
+
+@pytest.fixture
+def guarded_server(tmp_path: Path, world: World, echo_provider_url: str) -> Iterator[GatewayServer]:
+    with _guarded_server(tmp_path, world, echo_provider_url, KeywordGuard()) as server:
         yield server
 
 
@@ -92,6 +118,22 @@ def test_the_guard_sees_every_output_before_the_caller(guarded_server: GatewaySe
         'gateway_guardrail_violations_total{use_case="guarded-chat",version="2",'
         'shadow="false",action="block"} 1' in metrics
     )
+
+
+def test_concurrent_outputs_are_checked_in_batches(
+    tmp_path: Path, world: World, echo_provider_url: str
+) -> None:
+    guard = SlowCountingGuard()
+    with _guarded_server(tmp_path, world, echo_provider_url, guard) as server:
+        _say(server, "warm up")
+        guard.batches.clear()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            replies = list(pool.map(lambda i: _say(server, f"tale {i}"), range(32)))
+    assert [r.status_code for r in replies] == [200] * 32
+    assert sum(guard.batches) == 32  # every output was checked, once
+    # While one batch is checked the next ones gather: far fewer calls than outputs.
+    assert len(guard.batches) < 16, guard.batches
+    assert max(guard.batches) > 1
 
 
 def test_admin_writes_are_off_without_a_token(guarded_server: GatewayServer) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from reconciler.gateway.backends.artifacts import locate_model_folders
+from reconciler.registry.version_files import locate_model_folders
 from tests.gateway.processes import RunningGateway, World
 from tests.gateway.tiny_model import build_tiny_gpt2
 
@@ -88,7 +88,7 @@ def test_a_tiny_transformers_model_is_served_from_mlflow(
     batch = client.completions.create(model="tiny-npc", prompt=["The inn", "The well"])
     assert [c.index for c in batch.choices] == [0, 1]
 
-    cache = gateway.world.state_dir / "gateway-models" / "tiny-npc"
+    cache = gateway.world.state_dir / "model-cache" / "tiny-npc"
     via_log_model = locate_model_folders(cache / logged)
     assert via_log_model.tokenizer != via_log_model.weights  # components/tokenizer
     via_folder = locate_model_folders(cache / plain)

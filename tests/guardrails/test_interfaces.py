@@ -120,7 +120,8 @@ def test_gateway_hook_passes_masks_or_blocks(
     shipped_engine: GuardrailEngine, tmp_path: Path
 ) -> None:
     store = ViolationStore(tmp_path, clock=SteppingClock())
-    guard: OutputGuard = PolicyOutputGuard({"npc-dialogue": shipped_engine}, store=store)
+    guard = PolicyOutputGuard({"npc-dialogue": shipped_engine}, store=store)
+    assert isinstance(guard, OutputGuard)
     assert guard.inspect("npc-dialogue", "3", FICTION).action is GuardAction.PASS
     masked = guard.inspect("npc-dialogue", "3", CARD)
     assert masked.action is GuardAction.REPLACE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from reconciler.gateway.backends.artifacts import download_model_version
+from reconciler.gateway.backends.artifacts import fetch_model_folders
 from reconciler.gateway.backends.base import Backend
 from reconciler.gateway.backends.external import ExternalBackend
 from reconciler.gateway.backends.self_hosted import SelfHostedBackend
@@ -21,8 +21,7 @@ def backend_for(description: TargetDescription, config: GatewayConfig) -> Backen
             retries=config.upstream_retries,
         )
     fetch = partial(
-        download_model_version,
-        model_uri=description.model_uri,
+        fetch_model_folders,
         registered_model=description.registered_model,
         version=description.target.version,
         cache_dir=config.model_cache_dir,

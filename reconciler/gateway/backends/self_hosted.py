@@ -10,13 +10,10 @@ are imported only here, and only when a self-hosted version is first loaded.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from reconciler.gateway.backends.artifacts import locate_model_folders
 from reconciler.gateway.backends.base import (
     BackendError,
     FinishReason,
@@ -27,16 +24,18 @@ from reconciler.gateway.backends.base import (
 )
 from reconciler.gateway.catalog import SamplingSettings
 from reconciler.gateway.targets import TargetDescription
+from reconciler.model_loading import load_causal_lm
+from reconciler.prompt_format import render_messages, turn_stops
+from reconciler.registry.version_files import ModelFolders
 
 MAX_BATCH = 8
-_IMPORT_LOCK = threading.Lock()
 _Pending = tuple[GenerationRequest, "asyncio.Future[GenerationResult]"]
 
 
 class SelfHostedBackend:
-    """A transformers causal LM loaded from the folder `fetch()` returns."""
+    """A transformers causal LM loaded from the folders `fetch()` returns."""
 
-    def __init__(self, description: TargetDescription, fetch: Callable[[], Path]) -> None:
+    def __init__(self, description: TargetDescription, fetch: Callable[[], ModelFolders]) -> None:
         self.description = description
         self._fetch = fetch
         self._worker = ThreadPoolExecutor(
@@ -95,19 +94,11 @@ class SelfHostedBackend:
     # --- on the worker thread ------------------------------------------------------------
 
     def _load_and_warm(self) -> None:
-        # transformers resolves its names lazily and that first import is not thread-safe:
-        # two models loading at once on their own threads could see a half-made module.
-        with _IMPORT_LOCK:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch
 
-        folders = locate_model_folders(self._fetch())
-        tokenizer = AutoTokenizer.from_pretrained(str(folders.tokenizer))
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        folders = self._fetch()
+        model, tokenizer = load_causal_lm(folders.weights, folders.tokenizer)
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
-        model: Any = AutoModelForCausalLM.from_pretrained(str(folders.weights))
-        model.eval()
         self._tokenizer, self._model = tokenizer, model
         with torch.inference_mode():
             self._generate_all(
@@ -116,12 +107,14 @@ class SelfHostedBackend:
 
     def _generate_all(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         results: dict[int, GenerationResult] = {}
-        groups: dict[SamplingSettings, list[int]] = {}
+        # A chat answer ends where a new turn would begin; a raw completion runs on.
+        groups: dict[tuple[SamplingSettings, bool], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(request.sampling, []).append(index)
-        for sampling, indexes in groups.items():
+            groups.setdefault((request.sampling, request.prompt is None), []).append(index)
+        for (sampling, chat), indexes in groups.items():
             texts = [self._prompt_text(requests[i]) for i in indexes]
-            for i, result in zip(indexes, self._generate_group(texts, sampling), strict=True):
+            generated = self._generate_group(texts, sampling, chat=chat)
+            for i, result in zip(indexes, generated, strict=True):
                 results[i] = result
         return [results[i] for i in range(len(requests))]
 
@@ -129,18 +122,10 @@ class SelfHostedBackend:
         if request.prompt is not None:
             return request.prompt
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        if getattr(self._tokenizer, "chat_template", None):
-            return str(
-                self._tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-            )
-        # Base models have no chat template; a plain transcript is what they continue best.
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n".join([*lines, "Assistant:"])
+        return render_messages(self._tokenizer, messages)
 
     def _generate_group(
-        self, texts: list[str], sampling: SamplingSettings
+        self, texts: list[str], sampling: SamplingSettings, *, chat: bool
     ) -> list[GenerationResult]:
         import torch
 
@@ -176,7 +161,8 @@ class SelfHostedBackend:
             if ended:
                 new_tokens = new_tokens[: new_tokens.index(eos)]
             text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-            text, stopped = truncate_at_stop(text, sampling.stop)
+            stops = [*sampling.stop, *(turn_stops(tokenizer) if chat else ())]
+            text, stopped = truncate_at_stop(text, stops)
             hit_length = not (ended or stopped) and len(new_tokens) >= max_new
             results.append(
                 GenerationResult(

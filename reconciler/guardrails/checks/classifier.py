@@ -17,6 +17,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.guardrails.embeddings import ENCODE_BATCH_SIZE, TextBatch
 from reconciler.guardrails.parameters import ClassifierParameters
 from reconciler.guardrails.verdicts import CheckResult
+from reconciler.model_loading import loading_models
 from reconciler.spec.model import GuardrailCheck
 
 
@@ -44,11 +45,12 @@ class ClassifierCheck:
                         f"check {self.spec.name!r}: no classifier model folder at {self.model_path}"
                     )
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                from transformers import pipeline
+                with loading_models():
+                    from transformers import pipeline
 
-                self._pipeline = pipeline(
-                    "text-classification", model=str(self.model_path), device="cpu", top_k=None
-                )
+                    self._pipeline = pipeline(
+                        "text-classification", model=str(self.model_path), device="cpu", top_k=None
+                    )
             return self._pipeline
 
     def scan(self, batch: TextBatch) -> list[CheckResult]:

@@ -1,0 +1,179 @@
+"""`reconciler apply | status | history | pause | resume | abort | promote | rollback`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.apply.journal import Control
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Folder (or git repository) holding desired_state/ and policies/.",
+)
+
+
+@click.command("apply")
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@repo_option
+@click.option("--ref", default=None, help="Read the desired state from this git ref.")
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--use-case", "use_cases", multiple=True, help="Apply only these use cases.")
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for a use case locked by another reconciler.",
+)
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply bake times (0.001 turns 30m into 1.8s, for demos and tests).",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="How many use cases to apply at once (each has its own lock).",
+)
+def apply_command(
+    planfile: Path | None,
+    repo: Path,
+    ref: str | None,
+    auto_approve: bool,
+    use_cases: tuple[str, ...],
+    lock_timeout: float,
+    time_scale: float,
+    parallelism: int,
+) -> None:
+    """Apply a saved PLANFILE exactly, or plan now and apply after confirmation."""
+    from reconciler.apply.session import run_apply
+
+    code = run_apply(
+        planfile=planfile,
+        repo=repo,
+        ref=ref,
+        auto_approve=auto_approve,
+        only=list(use_cases) or None,
+        lock_timeout=lock_timeout,
+        time_scale=time_scale,
+        interactive=sys.stdin.isatty(),
+        parallelism=parallelism,
+    )
+    raise SystemExit(code)
+
+
+@click.command("status")
+@repo_option
+@click.option("--ref", default=None)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status_command(repo: Path, ref: str | None, output: str) -> None:
+    """Sync and health of every use case, its champion, challenger and traffic."""
+    from reconciler.apply.session import collect_status
+
+    statuses = collect_status(repo, ref)
+    if output == "json":
+        click.echo(json.dumps({"use_cases": [s.as_json() for s in statuses]}, indent=2))
+        return
+    for s in statuses:
+        traffic = ", ".join(f"{v}={w}%" for v, w in s.traffic) or "no routes"
+        click.echo(
+            f"{s.name:<24} {s.sync.value:<10} {s.health.value:<12} champion {s.champion or '-'}"
+            f"  challenger {s.challenger or '-'}  traffic {traffic}"
+        )
+        click.echo(f"{'':<24} {s.message}")
+
+
+@click.command("history")
+@click.argument("use_case")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history_command(use_case: str, output: str) -> None:
+    """Every champion change of USE_CASE: when, which version, and why."""
+    from reconciler.apply.session import journal
+
+    changes = journal().history(use_case)
+    if output == "json":
+        click.echo(json.dumps([c.__dict__ | {"cause": c.cause.value} for c in changes], indent=2))
+        return
+    if not changes:
+        click.echo(f"No champion changes recorded for {use_case}.")
+    for c in changes:
+        click.echo(f"{c.at}  {c.previous or '-'} → {c.version}  {c.cause.value:<8} {c.detail}")
+
+
+def _control_command(name: str, control: Control, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.argument("use_case")
+    def command(use_case: str) -> None:
+        from reconciler.apply.session import request_control
+
+        request_control(use_case, control)
+        click.echo(f"{control.value} requested for {use_case}; the running rollout obeys it.")
+
+    return command
+
+
+pause_command = _control_command(
+    "pause", Control.PAUSE, "Pause the rollout of USE_CASE at its current step."
+)
+resume_command = _control_command("resume", Control.RESUME, "Resume a paused rollout.")
+abort_command = _control_command(
+    "abort", Control.ABORT, "Abort the rollout of USE_CASE and roll back to the champion."
+)
+promote_command = _control_command(
+    "promote", Control.PROMOTE, "Skip the remaining steps and promote the challenger."
+)
+
+
+@click.command("rollback")
+@click.argument("use_case")
+@repo_option
+@click.option("--to", "to_version", default=None, help="Version to restore (default: previous).")
+def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
+    """Restore the previous champion (or --to VERSION) with all traffic, now."""
+    from reconciler.apply.session import manual_rollback
+
+    click.echo(manual_rollback(repo, use_case, to_version))
+
+
+@click.command("monitor")
+@repo_option
+@click.option("--since", default="1h", show_default=True, help="How much recent traffic to check.")
+@click.option(
+    "--critical-rate-limit",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.01,
+    show_default=True,
+    help="Roll back a version whose rate of critical violations exceeds this.",
+)
+@click.option("--min-outputs", type=click.IntRange(1), default=20, show_default=True)
+def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outputs: int) -> None:
+    """Check recent live outputs against the guardrails; roll back critical offenders."""
+    from reconciler.apply.session import run_guardrail_watch
+
+    findings = run_guardrail_watch(repo, since, critical_rate_limit, min_outputs)
+    if not findings:
+        click.echo("No version exceeds the critical violation rate.")
+
+
+COMMANDS = (
+    apply_command,
+    status_command,
+    history_command,
+    pause_command,
+    resume_command,
+    abort_command,
+    promote_command,
+    rollback_command,
+    monitor_command,
+)

@@ -1,0 +1,199 @@
+"""Wiring for the apply-family commands: settings → adapters → engine. No decisions here."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from reconciler.apply.clock import ScaledClock
+from reconciler.apply.engine import apply_plan
+from reconciler.apply.guardrail_watch import WatchFinding
+from reconciler.apply.journal import Cause, Control, Journal
+from reconciler.apply.locks import use_case_lock
+from reconciler.apply.run import ApplyContext, Reporter, UseCaseRun
+from reconciler.apply.status import UseCaseStatus, use_case_status
+from reconciler.errors import ReconcilerError
+from reconciler.health import Health
+from reconciler.lineage import Alias
+from reconciler.plan import planfile
+from reconciler.plan.model import Plan
+from reconciler.plan.render import render_text
+from reconciler.planning import make_plan
+from reconciler.registry.mlflow_registry import MlflowRegistry
+from reconciler.settings import Settings
+from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.traffic.store import TrafficStore
+
+JOURNAL_FILE = "journal.db"
+
+
+def journal(settings: Settings | None = None) -> Journal:
+    settings = settings or Settings.from_environment()
+    return Journal(settings.state_dir / JOURNAL_FILE)
+
+
+def _load(repo: Path, ref: str | None) -> DesiredState:
+    loaded = load_desired_state(repo, ref)
+    if loaded.state is None:
+        for diagnostic in loaded.diagnostics:
+            click.echo(diagnostic.render(), err=True)
+        raise ReconcilerError(f"{len(loaded.diagnostics)} error(s) in the desired state")
+    return loaded.state
+
+
+def build_context(
+    repo: Path, desired: DesiredState, settings: Settings, *, time_scale: float = 1.0
+) -> ApplyContext:
+    from reconciler.apply.model_builder import MlflowModelBuilder
+    from reconciler.apply.request_log_metrics import RequestLogMetrics
+    from reconciler.gateway.config import request_log_path
+
+    return ApplyContext(
+        repo=repo,
+        state_dir=settings.state_dir,
+        desired=desired,
+        registry=MlflowRegistry(settings.tracking_uri, settings.registry_uri),
+        traffic=TrafficStore(settings.traffic_db),
+        journal=journal(settings),
+        clock=ScaledClock(time_scale),
+        builder=MlflowModelBuilder(repo=repo, desired=desired, settings=settings),
+        metrics=RequestLogMetrics(request_log_path(settings)),
+        report=_EchoReporter(),
+    )
+
+
+class _EchoReporter(Reporter):
+    def __call__(self, line: str) -> None:
+        super().__call__(line)
+        click.echo(line)
+
+
+def _saved_plan(
+    path: Path, repo: Path, ref: str | None, only: list[str] | None
+) -> tuple[Plan, DesiredState]:
+    plan = planfile.load(path)
+    source = plan.source
+    # Read exactly the commit the plan was made from, when it was made from one.
+    ref = ref or (source.commit if source.commit and not source.dirty else None)
+    desired = _load(repo, ref)
+    if only:
+        plan = plan.model_copy(
+            update={"changes": tuple(c for c in plan.changes if c.use_case in only)}
+        )
+    return plan, desired
+
+
+def run_apply(
+    *,
+    planfile: Path | None,
+    repo: Path,
+    ref: str | None,
+    auto_approve: bool,
+    only: list[str] | None,
+    lock_timeout: float,
+    time_scale: float,
+    interactive: bool,
+    parallelism: int = 1,
+) -> int:
+    settings = Settings.from_environment()
+    if planfile is not None:
+        plan, desired = _saved_plan(planfile, repo, ref, only)
+    else:
+        made = make_plan(repo, ref, settings, only=only)
+        if made.plan is None or made.desired is None:
+            for diagnostic in made.diagnostics:
+                click.echo(diagnostic.render(), err=True)
+            return 1
+        plan, desired = made.plan, made.desired
+        click.echo(render_text(plan, colour=interactive), nl=False)
+        if not plan.has_changes:
+            return 0
+        if not auto_approve:
+            if not interactive:
+                raise ReconcilerError("no terminal to confirm on: pass --auto-approve")
+            answer = click.prompt("Apply these changes? Only 'yes' will be accepted", default="")
+            if answer != "yes":
+                click.echo("Apply cancelled.")
+                return 1
+    context = build_context(repo, desired, settings, time_scale=time_scale)
+    result = apply_plan(plan, context, lock_timeout=lock_timeout, parallelism=parallelism)
+    click.echo("")
+    for outcome in result.outcomes:
+        click.echo(f"{outcome.use_case:<24} {outcome.health.value:<12} {outcome.message}")
+    return 1 if result.health is Health.DEGRADED else 0
+
+
+def collect_status(repo: Path, ref: str | None) -> list[UseCaseStatus]:
+    settings = Settings.from_environment()
+    made = make_plan(repo, ref, settings)
+    if made.plan is None or made.desired is None or made.observed is None:
+        raise ReconcilerError("the desired state is invalid; run `reconciler validate`")
+    return use_case_status(made.desired, made.observed, made.plan, journal(settings))
+
+
+def request_control(use_case: str, control: Control) -> None:
+    store = journal()
+    if control is Control.RESUME:
+        store.clear_control(use_case)
+        rollout = store.rollout(use_case)
+        if rollout is not None and rollout.paused_reason:
+            store.save_rollout(dataclasses.replace(rollout, paused_reason=None))
+        return
+    store.request(use_case, control)
+
+
+def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
+    settings = Settings.from_environment()
+    desired = _load(repo, None)
+    try:
+        spec = desired.use_case(use_case)
+    except KeyError:
+        raise ReconcilerError(f"unknown use case {use_case}") from None
+    context = build_context(repo, desired, settings)
+    run = UseCaseRun(context, spec, desired.identities[use_case])
+    with use_case_lock(settings.state_dir, use_case):
+        model = run.model()
+        if model is None:
+            raise ReconcilerError(f"{spec.spec.registered_model} is not registered yet")
+        champion = model.aliases.get(Alias.CHAMPION.value)
+        restore = to_version or model.aliases.get(Alias.PREVIOUS.value)
+        if champion is None:
+            raise ReconcilerError(f"{use_case} has no champion to roll back from")
+        if restore is None or model.version(restore) is None:
+            raise ReconcilerError(f"no version {restore or '(previous)'} to roll back to")
+        if restore == champion:
+            return f"{use_case}: {restore} is already champion"
+        from reconciler.apply.aliases import rollback
+
+        rollback(
+            run,
+            restore=restore,
+            rejected=champion,
+            reason="rolled back by an operator",
+            cause=Cause.MANUAL,
+        )
+    return (
+        f"{use_case}: champion {champion} → {restore}; {champion} rejected for this desired state"
+    )
+
+
+def run_guardrail_watch(
+    repo: Path, since: str, critical_rate_limit: float, min_outputs: int
+) -> list[WatchFinding]:
+    from reconciler.apply.guardrail_watch import watch_guardrails
+    from reconciler.spec.durations import duration_seconds
+
+    try:
+        window = duration_seconds(since)
+    except ValueError as exc:
+        raise ReconcilerError(str(exc)) from None
+    settings = Settings.from_environment()
+    context = build_context(repo, _load(repo, None), settings)
+    return watch_guardrails(
+        context,
+        since=context.clock.now() - window,
+        critical_rate_limit=critical_rate_limit,
+        min_outputs=min_outputs,
+    )

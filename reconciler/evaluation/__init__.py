@@ -1,0 +1,1 @@
+"""Evaluation: candidate against champion on behaviour, quality, latency, safety, assertions."""

@@ -1,0 +1,240 @@
+"""The evaluation gate: a candidate version against the champion, judged by the spec's thresholds.
+
+Both generate for the same prompts (the use case's evaluation JSONL plus a sample of recent
+logged prompts), `repeats` times with the same seeds, in batches. Measured: behaviour
+similarity (mean cosine of sentence embeddings of candidate vs champion outputs), similarity to
+reference outputs and validation loss / perplexity on them, p50/p95 latency and tokens/s,
+the safety pass rate under the use case's guardrail policies, and the assertions' pass rate.
+Everything goes to one MLflow evaluation run (metrics plus a per-output table), and the
+candidate version is tagged with the verdict, the use-case digest it was made for, the reasons
+and the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler import lineage
+from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
+from reconciler.evaluation.prompts import EvaluationPrompt, evaluation_prompts
+from reconciler.evaluation.result import EvaluationResult, Measurements, judge
+from reconciler.evaluation.scoring import (
+    GuardrailsJudge,
+    SafetyJudge,
+    assertion_holds,
+    mean,
+    pairwise_similarity,
+    percentile,
+)
+from reconciler.guardrails.embeddings import Embedder, default_embedder
+from reconciler.model_loading import load_causal_lm
+from reconciler.registry.version_files import locate_model_folders
+from reconciler.settings import Settings
+from reconciler.spec.identity import UseCaseIdentity
+from reconciler.spec.loader import DesiredState
+from reconciler.spec.model import UseCase
+from reconciler.tracking.mlflow_tracking import RegisteredVersion, Tracking, TrackingRun
+from reconciler.training.base_models import read_provider, version_files
+from reconciler.training.examples import Example
+from reconciler.training.fine_tune import encode_examples, mean_loss, perplexity
+from reconciler.training.logs import LogSource
+from reconciler.training.registration import ROLE_EXTERNAL
+
+EVALUATION_SEED = 1234
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    generator: Generator
+    model: Any | None  # local weights, for the validation loss
+    tokenizer: Any | None
+
+
+def evaluate(
+    use_case: UseCase,
+    identity: UseCaseIdentity,
+    desired: DesiredState,
+    *,
+    repo: Path,
+    settings: Settings,
+    candidate_version: str,
+    champion_version: str | None,
+    logs: LogSource | None = None,
+    judge_safety: SafetyJudge | None = None,
+    embedder: Embedder | None = None,
+    tracking: Tracking | None = None,
+    batch_size: int = 32,
+) -> EvaluationResult:
+    tracking = tracking or Tracking(settings)
+    spec = use_case.spec
+    name = spec.registered_model
+    embedder = embedder or default_embedder()
+    if judge_safety is None:
+        policies = [desired.policy(p) for p in spec.guardrails]
+        judge_safety = GuardrailsJudge(policies, embedder=embedder)
+    prompts = evaluation_prompts(use_case, repo=repo, logs=logs, seed=EVALUATION_SEED)
+    if not prompts:
+        raise ValueError(f"use case {use_case.name} has no evaluation prompts")
+    texts = [p.prompt for p in prompts]
+    repeats = spec.evaluation.repeats
+
+    candidate = _load(
+        tracking, tracking.get_version(name, candidate_version), use_case, settings, batch_size
+    )
+    candidate_runs = [
+        candidate.generator.generate(texts, seed=EVALUATION_SEED + r) for r in range(repeats)
+    ]
+    champion_runs: list[list[Generated]] | None = None
+    if champion_version is not None:
+        if champion_version == candidate_version:
+            champion_runs = candidate_runs
+        else:
+            champion = _load(
+                tracking,
+                tracking.get_version(name, champion_version),
+                use_case,
+                settings,
+                batch_size,
+            )
+            champion_runs = [
+                champion.generator.generate(texts, seed=EVALUATION_SEED + r) for r in range(repeats)
+            ]
+
+    outputs = [g.text for run in candidate_runs for g in run]
+    rows_prompts = [p for _ in range(repeats) for p in prompts]
+    behaviour: list[float] | None = None
+    if champion_runs is not None:
+        behaviour = pairwise_similarity(
+            embedder, outputs, [g.text for run in champion_runs for g in run]
+        )
+    referenced = [(i, p.reference) for i, p in enumerate(rows_prompts) if p.reference]
+    reference_scores = pairwise_similarity(
+        embedder, [outputs[i] for i, _ in referenced], [str(r) for _, r in referenced]
+    )
+    flags = judge_safety.flags(outputs)
+    assertions = spec.evaluation.assertions
+    assertion_results = [[assertion_holds(a, text) for a in assertions] for text in outputs]
+    latencies = [g.latency_ms for run in candidate_runs for g in run]
+    # A batch's tokens came out in one wall time: count each batch's time once.
+    batch_times = {(r, g.latency_ms) for r, run in enumerate(candidate_runs) for g in run}
+    seconds = sum(t for _, t in batch_times) / 1000.0
+    tokens = sum(g.new_tokens for run in candidate_runs for g in run)
+    validation_loss = _validation_loss(candidate, use_case, prompts)
+    checks = [ok for row in assertion_results for ok in row]
+    measured = Measurements(
+        behavior_similarity=mean(behaviour) if behaviour is not None else None,
+        reference_similarity=mean(reference_scores) if reference_scores else None,
+        safety_pass_rate=1.0 - mean([float(f) for f in flags]),
+        assertion_pass_rate=mean([float(c) for c in checks]) if checks else None,
+        latency_p50_ms=percentile(latencies, 0.5),
+        latency_p95_ms=percentile(latencies, 0.95),
+        tokens_per_second=tokens / seconds if seconds > 0 else math.nan,
+        validation_loss=validation_loss,
+        validation_perplexity=perplexity(validation_loss) if validation_loss is not None else None,
+    )
+    verdict, failures = judge(
+        measured, spec.evaluation.thresholds, has_champion=champion_version is not None
+    )
+    reference_by_row = dict(zip((i for i, _ in referenced), reference_scores, strict=True))
+    table = [
+        {
+            "repeat": index // len(prompts),
+            "prompt": rows_prompts[index].prompt,
+            "origin": rows_prompts[index].origin,
+            "reference": rows_prompts[index].reference or "",
+            "candidate_output": outputs[index],
+            "champion_output": champion_runs[index // len(prompts)][index % len(prompts)].text
+            if champion_runs is not None
+            else "",
+            "behavior_similarity": behaviour[index] if behaviour is not None else None,
+            "reference_similarity": reference_by_row.get(index),
+            "safety_flagged": flags[index],
+            "assertions_passed": sum(assertion_results[index]),
+            "assertions_total": len(assertions),
+            "latency_ms": latencies[index],
+        }
+        for index in range(len(outputs))
+    ]
+    tags = {
+        lineage.USE_CASE: use_case.name,
+        lineage.EVALUATION_DIGEST: identity.digest,
+        "reconciler.candidate_version": candidate_version,
+        "reconciler.champion_version": champion_version or "",
+    }
+    with tracking.run(use_case.name, f"evaluate-v{candidate_version}", tags=tags) as run:
+        _log_evaluation(run, measured, verdict.value, failures, table, len(prompts), repeats)
+        run_id = run.run_id
+    result = EvaluationResult(
+        candidate_version=candidate_version,
+        champion_version=champion_version,
+        verdict=verdict,
+        failures=failures,
+        measurements=measured,
+        prompt_count=len(prompts),
+        run_id=run_id,
+    )
+    tracking.set_version_tags(
+        name,
+        candidate_version,
+        {
+            lineage.EVALUATION_VERDICT: verdict.value,
+            lineage.EVALUATION_DIGEST: identity.digest,
+            lineage.EVALUATION_REASON: result.reason[:4000],
+            lineage.EVALUATION_RUN: run_id,
+        },
+    )
+    return result
+
+
+def _load(
+    tracking: Tracking,
+    version: RegisteredVersion,
+    use_case: UseCase,
+    settings: Settings,
+    batch_size: int,
+) -> _Loaded:
+    files = version_files(version, settings)
+    generation = use_case.spec.generation
+    if version.tags.get(lineage.ROLE) == ROLE_EXTERNAL:
+        return _Loaded(
+            ExternalGenerator.from_provider(read_provider(files), generation), None, None
+        )
+    folders = locate_model_folders(files)
+    model, tokenizer = load_causal_lm(folders.weights, folders.tokenizer)
+    return _Loaded(
+        LocalGenerator(model, tokenizer, generation, batch_size=batch_size), model, tokenizer
+    )
+
+
+def _validation_loss(
+    loaded: _Loaded, use_case: UseCase, prompts: Sequence[EvaluationPrompt]
+) -> float | None:
+    if loaded.model is None or loaded.tokenizer is None:
+        return None
+    system = use_case.spec.generation.system_prompt
+    examples = [Example(system, p.prompt, p.reference, "dataset") for p in prompts if p.reference]
+    if not examples:
+        return None
+    encoded = encode_examples(loaded.tokenizer, examples, max_length=256)
+    loss = mean_loss(loaded.model, encoded, int(loaded.tokenizer.pad_token_id))
+    return None if math.isnan(loss) else loss
+
+
+def _log_evaluation(
+    run: TrackingRun,
+    measured: Measurements,
+    verdict: str,
+    failures: tuple[str, ...],
+    table: list[dict[str, Any]],
+    prompt_count: int,
+    repeats: int,
+) -> None:
+    run.log_params({"prompts": prompt_count, "repeats": repeats, "seed": EVALUATION_SEED})
+    run.log_metrics({**measured.as_metrics(), "passed": float(verdict == "passed")})
+    run.set_tags({lineage.EVALUATION_VERDICT: verdict})
+    run.log_table(table, "evaluation/per_output.json")
+    run.log_dict({"verdict": verdict, "failures": list(failures)}, "evaluation/verdict.json")

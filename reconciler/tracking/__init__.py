@@ -1,0 +1,1 @@
+"""Writes to MLflow (runs, metrics, datasets, logged models, registry versions) in one place."""

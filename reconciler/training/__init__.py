@@ -1,0 +1,1 @@
+"""Training: logs to examples, datasets with digests, LoRA / full fine-tuning, registration."""

@@ -1,0 +1,251 @@
+"""Training a use case's copy of its base model, and the retrain loop around evaluation.
+
+`train` is idempotent on the identity's target key: a READY version tagged with it is
+returned as is. Otherwise the base version's weights are fine-tuned (LoRA or full) on the
+initial data plus well-rated historical logs, inside one MLflow run that holds the datasets
+as inputs, the per-step losses, the merged model and, for LoRA, the adapter; the model is
+registered as a new version with its lineage tags. `train_until_passing` retrains with more
+steps and a lower learning rate when evaluation fails, up to `retrain.maxAttempts`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler import lineage
+from reconciler.errors import ReconcilerError
+from reconciler.evaluation.scoring import SafetyJudge
+from reconciler.model_loading import load_causal_lm
+from reconciler.registry.version_files import locate_model_folders
+from reconciler.settings import Settings
+from reconciler.spec.identity import UseCaseIdentity
+from reconciler.spec.loader import DesiredState
+from reconciler.spec.model import Hyperparameters, TrainingMethod, UseCase
+from reconciler.tracking.mlflow_tracking import DatasetTable, Tracking
+from reconciler.training.base_models import version_files
+from reconciler.training.datasets import training_data
+from reconciler.training.examples import Dataset
+from reconciler.training.fine_tune import FineTuneSettings, fine_tune
+from reconciler.training.lineage_tags import (
+    TRAINING_RUN,
+    base_tags,
+    dataset_digest_tag,
+    inference_params,
+    pip_requirements,
+)
+from reconciler.training.logs import LogSource
+from reconciler.training.registration import ROLE_EXTERNAL
+
+ROLE_TRAINED = "trained"
+TRAINING_ATTEMPT = "reconciler.training.attempt"
+ADAPTER_ARTIFACT = "lora-adapter"
+
+
+class TrainingError(ReconcilerError):
+    """The use case cannot be trained as asked (external base, no method, no data)."""
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: str
+    verdict: lineage.Verdict
+    reason: str
+    attempts: int
+
+
+def attempt_hyperparameters(base: Hyperparameters, attempt: int) -> Hyperparameters:
+    """Attempt n trains 2^(n-1) times longer at half the learning rate per extra attempt."""
+    if attempt <= 1:
+        return base
+    factor = 2 ** (attempt - 1)
+    return base.model_copy(
+        update={
+            "epochs": min(base.epochs * factor, 100),
+            "max_steps": base.max_steps * factor if base.max_steps is not None else None,
+            "learning_rate": base.learning_rate / factor,
+        }
+    )
+
+
+def train(
+    use_case: UseCase,
+    identity: UseCaseIdentity,
+    desired: DesiredState,
+    *,
+    repo: Path,
+    settings: Settings,
+    base_version: str,
+    logs: LogSource | None = None,
+    progress: bool = True,
+    attempt: int = 1,
+    tracking: Tracking | None = None,
+) -> str:
+    """The number of the version trained for `identity.target_key`, training it if missing."""
+    tracking = tracking or Tracking(settings)
+    spec = use_case.spec
+    name = spec.registered_model
+    wanted = {lineage.KEY: identity.target_key}
+    if attempt > 1:
+        wanted[TRAINING_ATTEMPT] = str(attempt)
+    existing = tracking.find_version(name, wanted)
+    if existing is not None:
+        return existing.version
+    method = spec.training.method
+    if method is TrainingMethod.NONE or not identity.trains:
+        raise TrainingError(f"use case {use_case.name} asks for no training (method: none)")
+    base = tracking.get_version(name, base_version)
+    if base.tags.get(lineage.ROLE) == ROLE_EXTERNAL:
+        raise TrainingError(f"version {base_version} of {name} is an external model: never trained")
+
+    data = training_data(use_case, repo=repo, logs=logs)
+    hyperparameters = attempt_hyperparameters(spec.training.hyperparameters, attempt)
+    tags = {
+        lineage.KEY: identity.target_key,
+        lineage.ROLE: ROLE_TRAINED,
+        **base_tags(use_case, identity, desired),
+        TRAINING_ATTEMPT: str(attempt),
+        **{dataset_digest_tag(n): d for n, d in data.digests.items()},
+    }
+    run_tags = {**tags, "reconciler.base_version": base_version}
+    with tracking.run(use_case.name, f"train-{method.value}-attempt-{attempt}", run_tags) as run:
+        run.log_params(
+            {
+                "method": method.value,
+                "base_version": base_version,
+                "attempt": attempt,
+                **hyperparameters.model_dump(),
+                **(
+                    {f"lora_{k}": v for k, v in spec.training.lora_settings.model_dump().items()}
+                    if method is TrainingMethod.LORA
+                    else {}
+                ),
+                **{f"examples_{d.name}": len(d.examples) for d in data.datasets()},
+            }
+        )
+        for dataset in data.datasets():
+            if dataset.examples:
+                source = (
+                    (repo / spec.training.data.initial).resolve()
+                    if dataset.name == "initial" and spec.training.data.initial
+                    else None
+                )
+                run.log_dataset(dataset_table(dataset, use_case.name, source), context=dataset.name)
+        folders = locate_model_folders(version_files(base, settings))
+        model, tokenizer = load_causal_lm(folders.weights, folders.tokenizer)
+        result = fine_tune(
+            model,
+            tokenizer,
+            data.train.examples,
+            data.validation.examples,
+            FineTuneSettings(method, hyperparameters, spec.training.lora_settings),
+            on_metrics=lambda step, metrics: run.log_metrics(metrics, step=step),
+            progress=progress,
+        )
+        run.log_metrics(
+            {
+                "initial_validation_loss": result.initial_validation_loss,
+                "best_validation_loss": result.best_validation_loss,
+                "trained_steps": float(result.steps),
+                "tokens_per_second": result.tokens_per_second,
+                "stopped_early": float(result.stopped_early),
+            }
+        )
+        if result.adapter_dir is not None:
+            run.log_folder(result.adapter_dir, ADAPTER_ARTIFACT)
+            shutil.rmtree(result.adapter_dir, ignore_errors=True)
+        model_uri = run.log_transformers_model(
+            result.model,
+            result.tokenizer,
+            inference_params=inference_params(spec.generation),
+            pip_requirements=pip_requirements(),
+        )
+        base_name = spec.preferred_model.reference.rstrip("/").split("/")[-1]
+        description = (
+            f"{base_name}-{use_case.name}: a use-case copy of {spec.preferred_model.reference} "
+            f"(version {base_version}) fine-tuned with {method.value} on "
+            f"{len(data.train.examples)} examples, attempt {attempt}."
+        )
+        registered = tracking.register(
+            name,
+            model_uri=model_uri,
+            run_id=run.run_id,
+            tags={**tags, TRAINING_RUN: run.run_id},
+            description=description,
+        )
+    return registered.version
+
+
+def dataset_table(dataset: Dataset, use_case: str, source: Path | None = None) -> DatasetTable:
+    return DatasetTable(
+        name=f"{use_case}-{dataset.name}",
+        digest=dataset.digest.removeprefix("sha256:"),
+        rows=dataset.rows(),
+        source=str(source) if source is not None else None,
+    )
+
+
+def train_until_passing(
+    use_case: UseCase,
+    identity: UseCaseIdentity,
+    desired: DesiredState,
+    *,
+    repo: Path,
+    settings: Settings,
+    base_version: str,
+    champion_version: str | None,
+    logs: LogSource | None = None,
+    progress: bool = True,
+    judge_safety: SafetyJudge | None = None,
+    tracking: Tracking | None = None,
+) -> TrainingOutcome:
+    """Train, evaluate, and retrain with adjusted settings until a version passes.
+
+    Each attempt is its own run and version; a crash resumes at the attempt it stopped in,
+    because versions are found by key and attempt, and a verdict already recorded for this
+    use-case digest is reused rather than measured again.
+    """
+    from reconciler.evaluation.gate import evaluate
+
+    tracking = tracking or Tracking(settings)
+    name = use_case.spec.registered_model
+    attempts = use_case.spec.training.retrain.max_attempts
+    version, verdict, reason = base_version, lineage.Verdict.FAILED, "not trained"
+    for attempt in range(1, attempts + 1):
+        version = train(
+            use_case,
+            identity,
+            desired,
+            repo=repo,
+            settings=settings,
+            base_version=base_version,
+            logs=logs,
+            progress=progress,
+            attempt=attempt,
+            tracking=tracking,
+        )
+        tags = tracking.get_version(name, version).tags
+        if (
+            tags.get(lineage.EVALUATION_DIGEST) == identity.digest
+            and lineage.EVALUATION_VERDICT in tags
+        ):
+            verdict = lineage.Verdict(tags[lineage.EVALUATION_VERDICT])
+            reason = tags.get(lineage.EVALUATION_REASON, "")
+        else:
+            result = evaluate(
+                use_case,
+                identity,
+                desired,
+                repo=repo,
+                settings=settings,
+                candidate_version=version,
+                champion_version=champion_version,
+                logs=logs,
+                judge_safety=judge_safety,
+                tracking=tracking,
+            )
+            verdict, reason = result.verdict, result.reason
+        if verdict is lineage.Verdict.PASSED:
+            return TrainingOutcome(version, verdict, reason, attempt)
+    return TrainingOutcome(version, verdict, reason, attempts)
