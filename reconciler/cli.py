@@ -160,6 +160,13 @@ def plan(
     from reconciler.planning import make_plan
     from reconciler.settings import Settings
 
+    # Like Terraform, --out never creates folders (a typo would scatter plans); unlike it, a
+    # missing folder is refused before the registry is read, not after the plan is shown.
+    if out_file is not None and not out_file.parent.is_dir():
+        reason = "is not a folder" if out_file.parent.exists() else "does not exist"
+        raise ReconcilerError(
+            f"cannot save the plan to {out_file}: folder {out_file.parent} {reason}"
+        )
     made = make_plan(repo, ref, Settings.from_environment(), only=use_cases or None)
     if made.plan is None:
         _print_diagnostics(made.diagnostics, "text")
@@ -175,7 +182,11 @@ def plan(
     else:
         click.echo(render_text(result, colour=_colour(sys.stdout)), nl=False)
     if out_file is not None:
-        planfile.save(result, out_file)
+        try:
+            planfile.save(result, out_file)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ReconcilerError(f"cannot save the plan to {out_file}: {reason}") from exc
         click.echo(f"Saved the plan to {out_file}.", err=True)
     if detailed_exitcode and result.has_changes:
         raise SystemExit(EXIT_CHANGES)

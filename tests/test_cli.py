@@ -195,3 +195,37 @@ def test_validate_and_plan_never_import_torch(
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY=\n" in result.stdout
+
+
+def test_plan_out_into_a_missing_folder_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "missing" / "dir" / "x.json"
+    code, out, err = run(capsys, "plan", "--repo", str(shipped_repo), "--out", str(target))
+    assert code == 1
+    assert out == ""  # refused before planning, so no plan is shown as if it were saved
+    assert err == (
+        f"error: cannot save the plan to {target}: folder {target.parent} does not exist\n"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
+def test_plan_out_that_cannot_be_written_names_the_os_reason(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # The save writes a temporary file beside the target first; a folder in its place makes
+    # the write fail even for root, for whom permissions do not.
+    target = tmp_path / "x.json"
+    (tmp_path / ".x.json.tmp").mkdir()
+    code, out, err = run(capsys, "plan", "--repo", str(shipped_repo), "--out", str(target))
+    assert code == 1
+    assert "Plan: 18 changes" in out
+    assert f"error: cannot save the plan to {target}: Is a directory" in err
+    assert "internal error" not in err
+    assert not target.exists()

@@ -24,7 +24,7 @@ from reconciler.spec.validation import (
     dataset_paths,
     validate_document,
 )
-from reconciler.spec.yaml_source import read_yaml_documents
+from reconciler.spec.yaml_source import YamlDocument, read_yaml_documents
 
 DESIRED_STATE_FOLDER = "desired_state"
 POLICIES_FOLDER = "policies"
@@ -86,19 +86,35 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
             "--repo names the folder that holds desired_state/ and policies/"
         )
     diagnostics: list[Diagnostic] = []
+    read: list[YamlDocument] = []
     valid: list[ValidDocument] = []
     content_digests: dict[str, str] = {}
     for path in files:
+        # In a commit a symlink's blob is its target's name, not the target's YAML; on disk
+        # one may lead out of the repository. Either way the file would not be what is read.
+        if tree.kind(path) is EntryKind.SYMLINK:
+            diagnostics.append(
+                Diagnostic(path, None, "", "file is a symbolic link; commit the file itself")
+            )
+            continue
+        if tree.escapes(path):
+            diagnostics.append(
+                Diagnostic(
+                    path, None, "", "file points outside the repository (through a symbolic link)"
+                )
+            )
+            continue
         raw = tree.read(path)
         content_digests[path] = digest_bytes(raw)
         documents, problems = read_yaml_documents(path, raw)
         diagnostics += problems
+        read += documents
         for document in documents:
             checked, problems = validate_document(document)
             diagnostics += problems
             if checked is not None:
                 valid.append(checked)
-    diagnostics += cross_check(valid, tree)
+    diagnostics += cross_check(read, valid, tree)
     diagnostics.sort(key=Diagnostic.sort_key)
     if has_errors(diagnostics):
         return LoadResult(None, tuple(diagnostics))

@@ -360,13 +360,19 @@ class Rollout(SpecModel):
     @field_validator("steps")
     @classmethod
     def _steps_are_a_ramp(cls, steps: list[int]) -> list[int]:
+        # Every problem at once (each its own diagnostic), so one edit fixes them all.
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         out_of_range = [s for s in steps if not 1 <= s <= 100]
         if out_of_range:
-            raise ValueError(f"each step is a traffic percentage in 1..100; got {out_of_range}")
+            problems.append(
+                ((), f"each step is a traffic percentage in 1..100; got {out_of_range}")
+            )
         if any(b <= a for a, b in itertools.pairwise(steps)):
-            raise ValueError(f"steps must be strictly increasing; got {steps}")
+            problems.append(((), f"steps must be strictly increasing; got {steps}"))
         if steps[-1] != 100:
-            raise ValueError(f"the last step must be 100 (full traffic); got {steps[-1]}")
+            problems.append(((), f"the last step must be 100 (full traffic); got {steps[-1]}"))
+        if problems:
+            raise NestedFieldError(problems)
         return steps
 
 

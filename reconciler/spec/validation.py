@@ -3,7 +3,8 @@
 Two passes. `validate_document` checks one YAML document against the model and turns
 pydantic's errors into diagnostics at the exact place in the file. `cross_check` then looks
 across documents and at the repository: names that must be unique, guardrail policies that
-must exist, paths that must stay inside the repository and exist.
+must exist, paths that must stay inside the repository and exist. It reads every document,
+including those the first pass refused, so one run reports every problem.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_snake
 from pydantic_core import ErrorDetails
 
 from reconciler.spec.diagnostics import Diagnostic
@@ -22,7 +24,7 @@ from reconciler.spec.model import (
     API_VERSION,
     DOCUMENT_KINDS,
     GuardrailPolicy,
-    LocalModel,
+    ModelSource,
     NestedFieldError,
     UseCase,
 )
@@ -176,56 +178,142 @@ def validate_document(document: YamlDocument) -> tuple[ValidDocument | None, lis
     return ValidDocument(document, value), []
 
 
-def _use_case_paths(use_case: UseCase) -> Iterable[tuple[FieldPath, str, bool]]:
-    """(field path, repository path, must exist) for every path a use case names."""
-    spec = use_case.spec
-    if spec.training.data.initial:
-        yield ("spec", "training", "data", "initial"), spec.training.data.initial, True
-    yield ("spec", "evaluation", "prompts"), spec.evaluation.prompts, True
-    for i, model in enumerate(spec.acceptable_models):
-        if isinstance(model, LocalModel):
+def _field(mapping: Any, name: str) -> tuple[str, Any] | None:
+    """`mapping[name]` under its YAML (camelCase) or Python (snake_case) spelling.
+
+    The model accepts both spellings (`populate_by_name`), so reading raw data must too.
+    """
+    if not isinstance(mapping, dict):
+        return None
+    for key in (name, to_snake(name)):
+        if key in mapping:
+            return key, mapping[key]
+    return None
+
+
+def _lookup(data: Any, names: FieldPath) -> tuple[FieldPath, Any] | None:
+    """The value at `names` in raw document data, with the keys as they were written."""
+    path: list[str | int] = []
+    current = data
+    for name in names:
+        found = _field(current, str(name))
+        if found is None:
+            return None
+        key, current = found
+        path.append(key)
+    return tuple(path), current
+
+
+def _text_at(data: Any, names: FieldPath) -> tuple[FieldPath, str] | None:
+    """A non-empty string at `names`; anything else is the model's to report, not ours."""
+    found = _lookup(data, names)
+    if found is None or not isinstance(found[1], str) or not found[1]:
+        return None
+    return found[0], found[1]
+
+
+def _named_paths(data: Any) -> Iterable[tuple[FieldPath, str, bool]]:
+    """(field path, repository path, must exist) for every path a use case's data names."""
+    for names in (("spec", "training", "data", "initial"), ("spec", "evaluation", "prompts")):
+        found = _text_at(data, names)
+        if found is not None:
+            yield found[0], found[1], True
+    models = _lookup(data, ("spec", "acceptableModels"))
+    if models is None or not isinstance(models[1], list):
+        return
+    for i, model in enumerate(models[1]):
+        source = _field(model, "source")
+        path = _text_at(model, ("path",))
+        if source is not None and source[1] == ModelSource.LOCAL.value and path is not None:
             # Model folders are build outputs (git-ignored); they must exist when applied.
-            yield ("spec", "acceptableModels", i, "path"), model.path, False
+            yield (*models[0], i, *path[0]), path[1], False
 
 
 def dataset_paths(use_case: UseCase) -> list[str]:
-    return [path for _, path, must_exist in _use_case_paths(use_case) if must_exist]
+    # Read through the same raw-data walk as `cross_check`, so the files that are checked
+    # and the files that are digested can never disagree.
+    data = use_case.model_dump(mode="json", by_alias=True)
+    return [path for _, path, must_exist in _named_paths(data) if must_exist]
 
 
-def cross_check(documents: list[ValidDocument], tree: SourceTree) -> list[Diagnostic]:
-    problems: list[Diagnostic] = []
-    use_cases = [d for d in documents if isinstance(d.value, UseCase)]
-    policies = [d for d in documents if isinstance(d.value, GuardrailPolicy)]
+@dataclass(frozen=True)
+class _Facts:
+    """What the cross-document checks need from one document, read from its raw data.
 
-    problems += _duplicates(use_cases, ("metadata", "name"), lambda d: d.value.name, "use case")
-    problems += _duplicates(
-        use_cases,
-        ("spec", "registeredModel"),
-        lambda d: d.value.spec.registered_model,
-        "registered model",
+    Raw data rather than the validated model, so a document with a schema error still has its
+    names, policy references and paths checked in the same run. A field that is absent or not
+    of its type is left out here; validating the document already reported it.
+    """
+
+    source: YamlDocument
+    kind: str
+    name: tuple[FieldPath, str] | None
+    registered_model: tuple[FieldPath, str] | None
+    guardrails: tuple[tuple[FieldPath, str], ...]
+    paths: tuple[tuple[FieldPath, str, bool], ...]
+
+
+def _facts(document: YamlDocument) -> _Facts | None:
+    data = document.data
+    kind = _field(data, "kind")
+    if kind is None or not isinstance(kind[1], str) or kind[1] not in DOCUMENT_KINDS:
+        return None
+    guardrails: list[tuple[FieldPath, str]] = []
+    listed = _lookup(data, ("spec", "guardrails"))
+    if listed is not None and isinstance(listed[1], list):
+        guardrails = [
+            ((*listed[0], i), name) for i, name in enumerate(listed[1]) if isinstance(name, str)
+        ]
+    is_use_case = kind[1] == "UseCase"
+    return _Facts(
+        source=document,
+        kind=kind[1],
+        name=_text_at(data, ("metadata", "name")),
+        registered_model=_text_at(data, ("spec", "registeredModel")) if is_use_case else None,
+        guardrails=tuple(guardrails) if is_use_case else (),
+        paths=tuple(_named_paths(data)) if is_use_case else (),
     )
-    problems += _duplicates(policies, ("metadata", "name"), lambda d: d.value.name, "policy")
 
-    problems += _check_parameter_problems(policies)
 
-    policy_names = sorted({d.value.name for d in policies})
-    for doc in use_cases:
-        use_case = doc.value
-        assert isinstance(use_case, UseCase)
-        for i, name in enumerate(use_case.spec.guardrails):
+def cross_check(
+    documents: Sequence[YamlDocument], valid: Sequence[ValidDocument], tree: SourceTree
+) -> list[Diagnostic]:
+    """Checks across `documents` (all that were read, valid or not) and against the tree.
+
+    `valid` are the documents that passed `validate_document`; checks that need the typed
+    model (guardrail check parameters) run on those only.
+    """
+    facts = [f for f in map(_facts, documents) if f is not None]
+    use_cases = [f for f in facts if f.kind == "UseCase"]
+    policies = [f for f in facts if f.kind == "GuardrailPolicy"]
+
+    problems: list[Diagnostic] = []
+    problems += _duplicates([f.name for f in use_cases], use_cases, "use case")
+    problems += _duplicates([f.registered_model for f in use_cases], use_cases, "registered model")
+    problems += _duplicates([f.name for f in policies], policies, "policy")
+
+    problems += _check_parameter_problems(
+        [d for d in valid if isinstance(d.value, GuardrailPolicy)]
+    )
+
+    # A policy with a schema error still exists by name: its use cases should not also be told
+    # that it is unknown.
+    policy_names = sorted({f.name[1] for f in policies if f.name is not None})
+    for use_case in use_cases:
+        for field_path, name in use_case.guardrails:
             if name not in policy_names:
                 known = ", ".join(policy_names) or "none are defined"
                 problems.append(
                     _at(
-                        doc.source,
-                        ("spec", "guardrails", i),
+                        use_case.source,
+                        field_path,
                         f"unknown guardrail policy {name!r} (known: {known})",
                     )
                 )
-        for field_path, path, must_exist in _use_case_paths(use_case):
+        for field_path, path, must_exist in use_case.paths:
             message = _path_problem(tree, path, must_exist=must_exist)
             if message:
-                problems.append(_at(doc.source, field_path, message))
+                problems.append(_at(use_case.source, field_path, message))
     return problems
 
 
@@ -265,26 +353,25 @@ def _path_problem(tree: SourceTree, path: str, *, must_exist: bool) -> str | Non
 
 
 def _duplicates(
-    documents: list[ValidDocument],
-    field_path: FieldPath,
-    value_of: Any,
-    what: str,
+    values: list[tuple[FieldPath, str] | None], facts: list[_Facts], what: str
 ) -> list[Diagnostic]:
-    first_seen: dict[str, ValidDocument] = {}
+    """Each repeat of a value, reported at the repeat and pointing at the first."""
+    first_seen: dict[str, tuple[YamlDocument, FieldPath]] = {}
     problems: list[Diagnostic] = []
-    for doc in documents:
-        value = value_of(doc)
+    for found, fact in zip(values, facts, strict=True):
+        if found is None:
+            continue
+        field_path, value = found
         if value in first_seen:
-            first = first_seen[value]
-            where = first.source.position_of(field_path)
+            first, first_path = first_seen[value]
+            where = first.position_of(first_path)
             problems.append(
                 _at(
-                    doc.source,
+                    fact.source,
                     field_path,
-                    f"duplicate {what} {value!r} (also defined at {first.source.file}:"
-                    f"{where.line})",
+                    f"duplicate {what} {value!r} (also defined at {first.file}:{where.line})",
                 )
             )
         else:
-            first_seen[value] = doc
+            first_seen[value] = (fact.source, field_path)
     return problems

@@ -8,22 +8,29 @@ values ourselves, so that:
 - duplicate keys are errors, not silent overrides;
 - only the safe tags construct (a ``!!python/...`` tag is an error, never code);
 - alias expansion is bounded (a "billion laughs" document is refused, not expanded);
+- nesting is bounded (a file of a thousand ``[`` is refused, not a stack overflow);
 - oversized and non-UTF-8 files are refused before parsing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.events import MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.spec.diagnostics import Diagnostic, Position
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES_PER_DOCUMENT = 50_000
+# Desired-state documents nest about eight levels deep. PyYAML's composer and our builder
+# recurse once per level, so unbounded nesting would exhaust Python's stack (~1000 frames).
+MAX_DEPTH = 64
 
 FieldPath = tuple[str | int, ...]
 
@@ -76,6 +83,42 @@ class _ExpansionLimitError(Exception):
     """The document would expand to more values than any desired state needs."""
 
 
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels; refused"
+
+
+class _TooDeepError(Exception):
+    """The composer met a collection nested deeper than MAX_DEPTH, at `position`."""
+
+    def __init__(self, position: Position) -> None:
+        super().__init__(_TOO_DEEP)
+        self.position = position
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """The safe loader, with the composer refusing to descend past MAX_DEPTH collections.
+
+    The check sits in `compose_node`, which PyYAML calls once per node on its way down, so the
+    refusal comes while the stack is still shallow, at the exact place of the offending bracket.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if not self.check_event(SequenceStartEvent, MappingStartEvent):
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            # types-PyYAML leaves Parser.peek_event untyped; it returns the event just checked.
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooDeepError(Position(mark.line + 1, mark.column + 1))
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _DocumentError(Exception):
     def __init__(self, position: Position, field_path: FieldPath, message: str) -> None:
         super().__init__(message)
@@ -110,6 +153,9 @@ class _Builder:
         self.keys: dict[FieldPath, Position] = {}
         self._constructor = yaml.SafeLoader("")
         self._active: set[int] = set()
+        # Aliases and merge keys can nest a value deeper than it was written, so the builder
+        # keeps its own count of the collections it is inside.
+        self._depth = 0
 
     def build(self, node: Node, path: FieldPath) -> Any:
         self.nodes_seen += 1
@@ -118,19 +164,31 @@ class _Builder:
         self.values.setdefault(path, _position(node))
         if id(node) in self._active:
             raise _DocumentError(_position(node), path, "recursive alias: a value contains itself")
-        self._active.add(id(node))
-        try:
-            if isinstance(node, ScalarNode):
-                return self._scalar(node, path)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node, path)
+        with self._inside(node, path):
             if isinstance(node, SequenceNode):
                 self._expect_tag(node, _SEQ_TAG, path)
                 return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
             if isinstance(node, MappingNode):
                 self._expect_tag(node, _MAP_TAG, path)
                 return self._mapping(node, path)
-        finally:
-            self._active.discard(id(node))
         raise _DocumentError(_position(node), path, f"unsupported YAML node {type(node).__name__}")
+
+    @contextlib.contextmanager
+    def _inside(self, node: Node, path: FieldPath) -> Iterator[None]:
+        """Enter a collection: refuse it when it contains itself or nests too deep."""
+        if id(node) in self._active:
+            raise _DocumentError(_position(node), path, "recursive alias: a value contains itself")
+        if self._depth >= MAX_DEPTH:
+            raise _DocumentError(_position(node), path, _TOO_DEEP)
+        self._active.add(id(node))
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            self._active.discard(id(node))
 
     def _expect_tag(self, node: Node, tag: str, path: FieldPath) -> None:
         if node.tag != tag:
@@ -189,8 +247,10 @@ class _Builder:
             result[key] = self.build(value_node, child)
         # Explicit keys win over merged ones, as YAML's merge key specifies.
         for source, at in merged:
-            for key, value in self._mapping(source, at).items():
-                result.setdefault(key, value)
+            # A merged mapping may itself merge others (or, through an anchor, itself).
+            with self._inside(source, at):
+                for key, value in self._mapping(source, at).items():
+                    result.setdefault(key, value)
         return result
 
 
@@ -225,7 +285,7 @@ def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list
         return [], problems
     documents: list[YamlDocument] = []
     try:
-        for index, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
+        for index, node in enumerate(yaml.compose_all(text, Loader=_DepthLimitedLoader)):
             if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
                 continue  # an empty document, e.g. after a trailing '---'
             builder = _Builder(file, index)
@@ -249,6 +309,13 @@ def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list
             documents.append(
                 YamlDocument(file, index, _position(node), data, builder.values, builder.keys)
             )
+    except _TooDeepError as exc:
+        # The composer stopped mid-file; documents after this one are not read.
+        problems.append(Diagnostic(file, exc.position, "", _TOO_DEEP))
+    except RecursionError:
+        # Not expected with the depth limits above; kept so no YAML input can end in a
+        # traceback.
+        problems.append(Diagnostic(file, None, "", "nested too deeply to read; refused"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = Position(mark.line + 1, mark.column + 1) if mark else None

@@ -127,3 +127,44 @@ def test_unknown_ref_and_missing_folder_are_source_errors(
         load_desired_state(tmp_path / "empty")
     with pytest.raises(SourceError, match="needs a git repository"):
         load_desired_state(tmp_path / "empty", "main")
+
+
+def test_ref_refuses_symlinks_in_the_commit(git_repo: git.Repo) -> None:
+    root = Path(git_repo.working_tree_dir or "")
+    # A symlinked dataset inside the repository and a symlinked YAML file, both committed.
+    (root / "desired_state/datasets/linked.jsonl").symlink_to("story_generation/eval.jsonl")
+    (root / "desired_state/linked.yaml").symlink_to("npc-dialogue.yaml")
+    story = root / "desired_state/story-generation.yaml"
+    text = story.read_text()
+    assert "desired_state/datasets/story_generation/eval.jsonl" in text
+    story.write_text(
+        text.replace(
+            "desired_state/datasets/story_generation/eval.jsonl",
+            "desired_state/datasets/linked.jsonl",
+        )
+    )
+    _commit_all(git_repo, "symlinks")
+    result = load_desired_state(root, "HEAD")
+    assert result.state is None
+    found = {(d.file, d.field): d.message for d in result.diagnostics}
+    assert found == {
+        ("desired_state/linked.yaml", ""): "file is a symbolic link; commit the file itself",
+        ("desired_state/story-generation.yaml", "spec.evaluation.prompts"): (
+            "'desired_state/datasets/linked.jsonl' is a symbolic link; commit the file itself"
+        ),
+    }
+
+
+def test_folder_refuses_a_yaml_symlink_out_of_the_repository(
+    shipped_repo: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text((shipped_repo / "policies/player-safety.yaml").read_text())
+    (shipped_repo / "policies/player-safety.yaml").unlink()
+    (shipped_repo / "policies/player-safety.yaml").symlink_to(outside)
+    result = load_desired_state(shipped_repo)
+    assert result.state is None
+    problem = next(d for d in result.diagnostics if d.file == "policies/player-safety.yaml")
+    assert problem.render() == (
+        "policies/player-safety.yaml: file points outside the repository (through a symbolic link)"
+    )

@@ -131,3 +131,97 @@ def test_diagnostic_renders_file_line_column_field_message() -> None:
 
     diagnostic = Diagnostic("desired_state/a.yaml", Position(3, 5), "spec.x", "is wrong")
     assert diagnostic.render() == "desired_state/a.yaml:3:5: spec.x: is wrong"
+
+
+_MANY_PROBLEMS = """\
+apiVersion: reconciler/v1
+kind: UseCase
+metadata:
+  name: many-problems
+spec:
+  registeredModel: many-problems
+  acceptableModels:
+    - {source: local, path: models/tiny-base, license: mit}
+  training:
+    method: full
+    data:
+      initial: desired_state/../../secrets.jsonl
+  evaluation:
+    prompts: /etc/passwd
+  rollout:
+    steps: [50, 25, 75]
+  guardrails: [player-safety, no-such-policy]
+"""
+
+
+def test_one_document_reports_every_independent_problem(shipped_repo: Path) -> None:
+    # The steps fail the model; the paths and the policy are cross-document checks that
+    # must still run on that same document.
+    (shipped_repo / "desired_state" / "many.yaml").write_text(_MANY_PROBLEMS)
+    diagnostics = load_desired_state(shipped_repo).diagnostics
+    found = sorted(
+        (d.position.line, d.position.column, d.field, d.message)
+        for d in diagnostics
+        if d.position is not None
+    )
+    assert [d.file for d in diagnostics] == ["desired_state/many.yaml"] * 5
+    expected = [
+        (12, 16, "spec.training.data.initial", "'desired_state/../../secrets.jsonl' points"),
+        (14, 14, "spec.evaluation.prompts", "'/etc/passwd' is absolute"),
+        (16, 12, "spec.rollout.steps", "steps must be strictly increasing; got [50, 25, 75]"),
+        (16, 12, "spec.rollout.steps", "the last step must be 100 (full traffic); got 75"),
+        (17, 31, "spec.guardrails[1]", "unknown guardrail policy 'no-such-policy'"),
+    ]
+    assert len(found) == len(expected)
+    for (line, column, field, message), want in zip(sorted(found), sorted(expected), strict=True):
+        assert (line, column, field) == want[:3]
+        assert message.startswith(want[3]), message
+
+
+def test_duplicate_names_are_found_in_a_document_that_fails_the_model(
+    shipped_repo: Path,
+) -> None:
+    (shipped_repo / "desired_state" / "zz-copy.yaml").write_text(
+        "apiVersion: reconciler/v1\n"
+        "kind: UseCase\n"
+        "metadata: {name: npc-dialogue}\n"
+        "spec:\n"
+        "  registered_model: story-generation\n"
+        "  acceptableModels: []\n"
+        "  evaluation: {prompts: desired_state/datasets/nope.jsonl}\n"
+    )
+    diagnostics = load_desired_state(shipped_repo).diagnostics
+    messages = {
+        (d.position.line if d.position else 0, d.field): d.message
+        for d in diagnostics
+        if d.file == "desired_state/zz-copy.yaml"
+    }
+    assert messages[(3, "metadata.name")].startswith("duplicate use case 'npc-dialogue'")
+    # The snake_case spelling validates too, so it is checked under the name it was written.
+    assert messages[(5, "spec.registered_model")].startswith(
+        "duplicate registered model 'story-generation'"
+    )
+    assert messages[(6, "spec.acceptableModels")].startswith("List should have at least 1")
+    assert messages[(7, "spec.evaluation.prompts")].endswith("does not exist in the repository")
+
+
+def test_a_policy_with_a_schema_error_still_defines_its_name(shipped_repo: Path) -> None:
+    policy = shipped_repo / "policies" / "player-safety.yaml"
+    policy.write_text(policy.read_text().replace("\nspec:\n", "\nspec:\n  colour: red\n", 1))
+    diagnostics = load_desired_state(shipped_repo).diagnostics
+    # The use cases that name player-safety are not told it is unknown: it exists, and is
+    # broken in one place, which is reported once, there.
+    assert [(d.file, d.field) for d in diagnostics] == [
+        ("policies/player-safety.yaml", "spec.colour")
+    ]
+
+
+def test_a_kind_that_is_not_a_string_is_reported_not_a_crash(shipped_repo: Path) -> None:
+    (shipped_repo / "desired_state" / "odd.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: [UseCase]\nmetadata: {name: npc-dialogue}\n"
+    )
+    diagnostics = load_desired_state(shipped_repo).diagnostics
+    assert [d.render() for d in diagnostics] == [
+        "desired_state/odd.yaml:2:7: kind: ['UseCase'] is unknown; expected one of UseCase, "
+        "GuardrailPolicy"
+    ]
