@@ -8,6 +8,7 @@ sees it as drift; the gateway itself picks it up like any other change, through 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -45,9 +46,13 @@ def _float_param(request: Request, name: str, default: float | None) -> float | 
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise GatewayError(400, f"{name} must be a number (unix seconds)", param=name) from exc
+    if not math.isfinite(value):
+        # float() accepts "nan" and "inf"; a NaN bound matches no row and reads as "no data".
+        raise GatewayError(400, f"{name} must be a finite number (unix seconds)", param=name)
+    return value
 
 
 @admin_router.get("/metrics")

@@ -32,7 +32,7 @@ from reconciler.gateway.openai_wire import (
     completion_body,
     parse_body,
 )
-from reconciler.gateway.request_log import Feedback
+from reconciler.gateway.request_log import Feedback, FeedbackTargetError
 from reconciler.gateway.service import Gateway, Served
 
 log = logging.getLogger(__name__)
@@ -155,17 +155,29 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> dict[str, Any]:
+        """Rate or correct a response by the `id` it was answered with.
+
+        Body: `{"id", "rating"?, "corrected_output"?, "index"?}`. `index` is the choice's
+        `choices[].index`; a /v1/completions call with a list of prompts has one choice per
+        prompt under one id. Without `index` a rating applies to every choice of the
+        response; a corrected_output is the text for one prompt, so a response with several
+        choices needs `index` for it (400 otherwise). Answers how many outputs it went to.
+        """
         wire = parse_body(await read_body(request), FeedbackRequest)
         if wire.rating is None and wire.corrected_output is None:
             raise GatewayError(400, "give a rating, a corrected_output, or both", param="rating")
         stored = gateway.request_log.record_feedback(
-            Feedback(wire.id, wire.rating, wire.corrected_output)
+            Feedback(wire.id, wire.rating, wire.corrected_output, wire.index)
         )
-        if not await asyncio.wrap_future(stored):
+        try:
+            outputs = await asyncio.wrap_future(stored)
+        except FeedbackTargetError as exc:
+            raise GatewayError(400, str(exc), param="index") from exc
+        if not outputs:
             raise GatewayError(
                 404, f"no logged response has the id {wire.id!r}", code="response_not_found"
             )
-        return {"id": wire.id, "stored": True}
+        return {"id": wire.id, "stored": True, "outputs": outputs}
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

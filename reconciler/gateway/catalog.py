@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from reconciler.errors import ReconcilerError
 
 if TYPE_CHECKING:
+    from reconciler.spec.loader import DesiredState
     from reconciler.spec.model import UseCase
 
 
@@ -123,8 +124,8 @@ def profile_of(use_case: UseCase) -> UseCaseProfile:
     )
 
 
-def load_catalog(repo: Path) -> UseCaseCatalog:
-    """The catalog of the desired state in `repo`; an invalid desired state is refused."""
+def load_valid_state(repo: Path) -> DesiredState:
+    """The desired state in `repo`; an invalid desired state is refused."""
     from reconciler.spec.loader import load_desired_state
 
     result = load_desired_state(repo)
@@ -134,4 +135,13 @@ def load_catalog(repo: Path) -> UseCaseCatalog:
             f"the desired state in {repo} is invalid ({len(result.diagnostics)} problem(s); "
             f"first: {first}); run `reconciler validate --repo {repo}`"
         )
-    return UseCaseCatalog.of(profile_of(use_case) for use_case in result.state.use_cases)
+    return result.state
+
+
+def catalog_of(state: DesiredState) -> UseCaseCatalog:
+    return UseCaseCatalog.of(profile_of(use_case) for use_case in state.use_cases)
+
+
+def load_catalog(repo: Path) -> UseCaseCatalog:
+    """The catalog of the desired state in `repo`; an invalid desired state is refused."""
+    return catalog_of(load_valid_state(repo))

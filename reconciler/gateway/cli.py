@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from reconciler.gateway.guard import OutputGuard
+    from reconciler.spec.loader import DesiredState
+
+# Checked once before the port opens, so loading the embedding model (seconds) is not paid
+# by the first player whose answer needs a semantic check.
+_WARM_UP_TEXT = "Welcome to the inn, traveller. The road north is safe today."
 
 
 @click.command("gateway")
@@ -15,14 +24,16 @@ import click
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("."),
     show_default=True,
-    help="Folder holding desired_state/: the use cases served and their generation settings.",
+    help="Folder holding desired_state/ (the use cases served, their generation settings) "
+    "and policies/ (the guardrails they list).",
 )
 @click.option(
     "--max-loaded-models",
     default=4,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="Model versions kept loaded; the least recently used is evicted beyond this.",
+    help="Model versions kept loaded; the least recently used is evicted beyond this. "
+    "Versions that live routes name are never evicted: they may exceed it.",
 )
 @click.option(
     "--retention-days",
@@ -30,6 +41,12 @@ import click
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Request-log rows older than this are deleted.",
+)
+@click.option(
+    "--no-guardrails",
+    is_flag=True,
+    help="Do not check outputs inline against the guardrail policies the use cases list "
+    "(they are enforced by default).",
 )
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (method, path, status).")
 @click.option("--verbose", "-v", is_flag=True, help="Log route switches and model loads.")
@@ -40,30 +57,61 @@ def gateway_command(
     repo: Path,
     max_loaded_models: int,
     retention_days: float,
+    no_guardrails: bool,
     access_log: bool,
     verbose: bool,
 ) -> None:
     """Serve the use cases over an OpenAI-compatible API, routed by the traffic table.
 
+    Every output is checked against the guardrail policies its use case lists before it is
+    returned (blocked or replaced when a policy says so); --no-guardrails turns that off.
     Admin writes (PUT /admin/routes/USE_CASE) need RECONCILER_GATEWAY_TOKEN to be set.
     """
+    from reconciler.gateway.catalog import catalog_of, load_valid_state
     from reconciler.gateway.config import GatewayConfig
     from reconciler.gateway.server import build_gateway, configure_logging, serve_forever
     from reconciler.settings import Settings
 
     configure_logging(verbose)
+    settings = Settings.from_environment()
+    desired = load_valid_state(repo)
     config = GatewayConfig.from_settings(
-        Settings.from_environment(),
+        settings,
         host=host,
         port=port,
         repo=repo,
         max_loaded_models=max_loaded_models,
         retention_days=retention_days,
     )
-    gateway = build_gateway(config)
+    guard, guarding = (None, "off (--no-guardrails)")
+    if not no_guardrails:
+        guard, guarding = _policy_guard(desired, settings.state_dir, repo)
+    gateway = build_gateway(config, catalog=catalog_of(desired), guard=guard)
     click.echo(
         f"Gateway on http://{host}:{port}/v1 serving {', '.join(gateway.catalog.names) or 'no'} "
-        f"use case(s); request log {config.request_log}.",
+        f"use case(s); guardrails {guarding}; request log {config.request_log}.",
         err=True,
     )
     serve_forever(gateway, access_log=access_log)
+
+
+def _policy_guard(
+    desired: DesiredState, state_dir: Path, repo: Path
+) -> tuple[OutputGuard | None, str]:
+    """The inline guard of the use cases' guardrail policies, warmed, and a line about it;
+    None when no use case lists any (outputs then pass without a trip to the guard thread)."""
+    from reconciler.guardrails.hook import PolicyOutputGuard
+    from reconciler.guardrails.store import ViolationStore
+
+    guard = PolicyOutputGuard.from_desired_state(
+        desired, store=ViolationStore(state_dir), base_path=repo
+    )
+    if not guard.engines:
+        return None, "none listed"
+    for engine in guard.engines.values():
+        engine.check_batch([_WARM_UP_TEXT])  # straight to the engine: nothing is recorded
+    guarded = ", ".join(
+        f"{name} ({', '.join(engine.policy_names)})"
+        for name, engine in sorted(guard.engines.items())
+    )
+    return guard, f"inline on {guarded}"

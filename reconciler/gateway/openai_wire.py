@@ -123,6 +123,9 @@ class CompletionRequest(SamplingFields):
 
 class FeedbackRequest(_WireModel):
     id: str = Field(min_length=1, max_length=128, description="The response id to rate.")
+    index: int | None = Field(
+        default=None, ge=0, le=10_000, description="The choice to rate, as in `choices[].index`."
+    )
     rating: float | None = Field(default=None, ge=0.0, le=1.0)
     corrected_output: str | None = Field(default=None, max_length=100_000)
 
@@ -133,14 +136,22 @@ class RouteEntry(_WireModel):
     shadow: bool = False
 
 
+NESTED_TOO_DEEPLY = "the request body nests arrays or objects too deeply to be a request"
+
+
 def parse_body(raw: bytes, model: type[M]) -> M:
     """`raw` JSON validated as `model`, or a 400 that names the offending field."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise GatewayError(400, f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # The parser recurses once per `[` or `{`; no request the API defines nests this deep.
+        raise GatewayError(400, NESTED_TOO_DEEPLY) from exc
     try:
         return model.model_validate(data)
+    except RecursionError as exc:
+        raise GatewayError(400, NESTED_TOO_DEEPLY) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or None

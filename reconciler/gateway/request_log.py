@@ -119,9 +119,16 @@ class LoggedRequest:
 
 @dataclass(frozen=True)
 class Feedback:
+    """A rating and/or correction of a response, or of one choice of it (`index`)."""
+
     response_id: str
     rating: float | None = None
     corrected_output: str | None = None
+    index: int | None = None
+
+
+class FeedbackTargetError(Exception):
+    """The response exists but the feedback does not say which of its outputs it is for."""
 
 
 @contextmanager
@@ -145,6 +152,28 @@ def connect(path: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]
 
 
 _Job = Callable[[sqlite3.Connection], Any]
+
+
+def _feedback_targets(feedback: Feedback, rows: list[str]) -> list[str]:
+    """The logged outputs of one response that `feedback` is about."""
+    response_id = feedback.response_id
+    if feedback.index is not None:
+        wanted = {f"{response_id}:{feedback.index}"}
+        if feedback.index == 0:
+            wanted.add(response_id)  # a single-output response is its own choice 0
+        chosen = [row_id for row_id in rows if row_id in wanted]
+        if not chosen:
+            raise FeedbackTargetError(
+                f"the response {response_id!r} has {len(rows)} choice(s); "
+                f"there is no choice with index {feedback.index}"
+            )
+        return chosen
+    if feedback.corrected_output is not None and len(rows) > 1:
+        raise FeedbackTargetError(
+            f"the response {response_id!r} has {len(rows)} choices: give `index` to say which "
+            "choice the corrected_output is for"
+        )
+    return rows
 
 
 class RequestLog:
@@ -198,25 +227,41 @@ class RequestLog:
         self._queue.put((job, future))
         return future
 
-    def record_feedback(self, feedback: Feedback) -> Future[bool]:
-        """Store a rating and/or correction; the future says whether the response exists."""
-        now = self._clock()
+    def record_feedback(self, feedback: Feedback) -> Future[int]:
+        """Store a rating and/or correction; the future holds how many outputs it went to (0:
+        no such response) or raises `FeedbackTargetError`.
 
-        def job(db: sqlite3.Connection) -> bool:
-            found = db.execute(
-                "SELECT 1 FROM requests WHERE id = ? AND shadow = 0", (feedback.response_id,)
-            ).fetchone()
-            if found is None:
-                return False
-            db.execute(
+        A response with several outputs (a /v1/completions call with a list of prompts) is
+        logged as one row per choice, `<id>:<index>`, and answered with `<id>`. Feedback may
+        name `<id>` with the choice's `index`, name `<id>:<index>` directly, or name `<id>`
+        alone: then a rating applies to every choice, while a correction, being the text
+        for one prompt, is refused unless the response has a single output.
+        """
+        now = self._clock()
+        response_id = feedback.response_id
+
+        def job(db: sqlite3.Connection) -> int:
+            # `<id>:` .. `<id>;` is exactly the ids that start with `<id>:` (';' follows ':').
+            rows = [
+                row_id
+                for (row_id,) in db.execute(
+                    "SELECT id FROM requests WHERE shadow = 0 AND (id = ? OR (id >= ? AND id < ?)) "
+                    "ORDER BY id",
+                    (response_id, f"{response_id}:", f"{response_id};"),
+                )
+            ]
+            if not rows:
+                return 0
+            targets = _feedback_targets(feedback, rows)
+            db.executemany(
                 "INSERT INTO feedback (response_id, rating, corrected_output, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET "
                 "rating = COALESCE(excluded.rating, rating), "
                 "corrected_output = COALESCE(excluded.corrected_output, corrected_output), "
                 "updated_at = excluded.updated_at",
-                (feedback.response_id, feedback.rating, feedback.corrected_output, now),
+                [(row_id, feedback.rating, feedback.corrected_output, now) for row_id in targets],
             )
-            return True
+            return len(targets)
 
         return self.submit(job)
 

@@ -54,10 +54,17 @@ class RouteWatcher:
         self._clock = clock
         self.plans: dict[str, RoutePlan] = {}
         self.pending: dict[str, PendingRoutes] = {}
+        self._warming: dict[str, RoutePlan] = {}
         self._task: asyncio.Task[None] | None = None
 
     def plan(self, use_case: str) -> RoutePlan | None:
         return self.plans.get(use_case)
+
+    def pinned_targets(self) -> frozenset[Target]:
+        """Every target a served plan, or a plan being warmed to be served, sends traffic to:
+        the model cache must not evict these."""
+        plans = (*self.plans.values(), *self._warming.values())
+        return frozenset(Target(p.use_case, v) for p in plans for v in p.versions)
 
     def known_use_cases(self) -> tuple[str, ...]:
         return tuple(sorted({*self._use_cases(), *self.plans}))
@@ -105,12 +112,14 @@ class RouteWatcher:
         plan = RoutePlan.of(use_case, snapshot.generation, snapshot.routes)
         if len(plan.versions) > self.cache.max_loaded:
             log.warning(
-                "routes of %s name %d versions but at most %d stay loaded: they will be "
-                "reloaded over and over; raise --max-loaded-models",
+                "routes of %s name %d versions but --max-loaded-models is %d: all of them "
+                "stay loaded while these routes are served, beyond that bound",
                 use_case,
                 len(plan.versions),
                 self.cache.max_loaded,
             )
+        # Pinned while warming too, so loading one of them cannot evict another.
+        self._warming[use_case] = plan
         try:
             # Warm every target first: the new plan serves only once all of them can answer.
             await asyncio.gather(*(self.cache.ensure(Target(use_case, v)) for v in plan.versions))
@@ -126,9 +135,13 @@ class RouteWatcher:
                 snapshot.generation, reason, self._clock() + _RETRY_SECONDS
             )
             return
+        finally:
+            self._warming.pop(use_case, None)
         self.pending.pop(use_case, None)
         self.plans[use_case] = plan
         log.info("serving %s from generation %d: %s", use_case, plan.generation, plan.live)
+        # Targets the old plan named are unpinned now: bring the cache back under its bound.
+        await self.cache.trim()
 
     async def _poll_forever(self) -> None:
         while True:

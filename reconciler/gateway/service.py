@@ -4,7 +4,9 @@
 Each request is routed once from the current plan, runs on a leased backend, has every output
 inspected by the guard before anything is returned, and leaves exactly one log row per
 output (plus one per shadow copy). Failures after routing are counted against the version
-that failed, which is what canary analysis must see.
+that failed, which is what canary analysis must see; a request that is at fault itself (a
+prompt too long for the chosen model's context) is a 400 rejection instead, not logged as an
+error of that version.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.gateway.backends.base import (
+    CONTEXT_LENGTH_CODE,
     Backend,
     BackendError,
+    ContextLengthError,
     GenerationRequest,
     GenerationResult,
     failure_text,
@@ -100,7 +104,11 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.store = TrafficStore(self.config.traffic_db)
-        self.cache = ModelCache(self._load, max_loaded=self.config.max_loaded_models)
+        self.cache = ModelCache(
+            self._load,
+            max_loaded=self.config.max_loaded_models,
+            pinned=self._pinned_targets,
+        )
         self.watcher = RouteWatcher(
             self.store,
             self.cache,
@@ -131,6 +139,10 @@ class Gateway:
         await self.guard_queue.close()
         await asyncio.to_thread(self.request_log.stop)
 
+    def _pinned_targets(self) -> frozenset[Target]:
+        # Asked at eviction time (the watcher is made after the cache): what live routes name.
+        return self.watcher.pinned_targets()
+
     async def _load(self, target: Target) -> Backend:
         description = await asyncio.to_thread(self.resolver.describe, target)
         backend = self.backend_factory(description, self.config)
@@ -158,6 +170,10 @@ class Gateway:
         for shadow_version in plan.mirrors():
             self._mirror(call, shadow_version, response_id, plan.generation)
         attempt = await self._attempt(call, version)
+        if attempt.error is not None and attempt.error.status < 500:
+            # The request's own fault (a prompt too long for this model): a rejection like any
+            # other 4xx, never an error of the version that canary analysis would judge.
+            raise attempt.error
         self._record(call, version, response_id, plan.generation, attempt)
         if attempt.error is not None:
             attempt.error.counted = True
@@ -178,6 +194,13 @@ class Gateway:
                     results = [await backend.generate(call.requests[0])]
                 else:
                     results = await backend.generate_batch(call.requests)
+        except ContextLengthError as exc:
+            return (), GatewayError(
+                400,
+                f"{exc} (model version {version} of {call.use_case!r})",
+                code=CONTEXT_LENGTH_CODE,
+                param="messages" if call.endpoint is Endpoint.CHAT else "prompt",
+            )
         except (BackendError, TargetError) as exc:
             return (), GatewayError(
                 502,
@@ -297,6 +320,10 @@ class Gateway:
     ) -> None:
         try:
             attempt = await self._attempt(call, version)
+            if attempt.error is not None and attempt.error.status < 500:
+                # As for live traffic: the request's fault, not the shadow version's.
+                log.info("shadow copy to %s@%s refused: %s", call.use_case, version, attempt.error)
+                return
             shadow_id = f"gw-shadow-{uuid.uuid4().hex}"
             self._record(
                 call, version, shadow_id, generation, attempt, shadow=True, mirror_of=primary_id

@@ -14,12 +14,13 @@ import pytest
 
 from reconciler.child_process import free_port, wait_until_serving
 from tests.gateway.processes import (
-    ADMIN_TOKEN,
     PROVIDER_KEY,
     RunningGateway,
     World,
+    gateway_process,
     stop_process,
 )
+from tests.gateway.tiny_model import build_tiny_gpt2
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parents[1]
@@ -99,25 +100,62 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture(scope="session")
 def gateway(world: World, echo_provider_url: str) -> Iterator[RunningGateway]:
     """`reconciler gateway` as its own process, the way an operator starts it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": world.tracking_uri,
-        "RECONCILER_STATE_DIR": str(world.state_dir),
-        "RECONCILER_GATEWAY_TOKEN": ADMIN_TOKEN,
-        "ECHO_PROVIDER_URL": echo_provider_url,
-        "ECHO_PROVIDER_KEY": PROVIDER_KEY,
-    }
-    env.pop("MLFLOW_REGISTRY_URI", None)
-    command = [sys.executable, "-m", "reconciler.cli", "gateway", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--repo", str(world.repo), "--max-loaded-models", "6"],
-        env=env,
+    with gateway_process(
+        repo=world.repo,
+        tracking_uri=world.tracking_uri,
+        state_dir=world.state_dir,
         cwd=world.root,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{url}/healthz", process)
+        env={"ECHO_PROVIDER_URL": echo_provider_url, "ECHO_PROVIDER_KEY": PROVIDER_KEY},
+        args=["--max-loaded-models", "6"],
+    ) as url:
         yield RunningGateway(url=url, world=world)
+
+
+@pytest.fixture(scope="session")
+def tiny_versions(world: World) -> tuple[str, str]:
+    """tiny-npc version 1 (logged with mlflow.transformers) and 2 (plain folder artifacts)."""
+    import mlflow
+
+    # The fluent API's URIs are process-wide (and exported to the environment): restore them
+    # at once, so no later test of the session inherits this store.
+    previous = {
+        name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
+    mlflow.set_tracking_uri(world.tracking_uri)
+    mlflow.set_registry_uri(world.tracking_uri)
+    try:
+        return _register_tiny_versions(world)
     finally:
-        stop_process(process)
+        mlflow.set_tracking_uri(previous["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(previous["MLFLOW_REGISTRY_URI"])
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _register_tiny_versions(world: World) -> tuple[str, str]:
+    import mlflow
+    import transformers
+
+    folder = build_tiny_gpt2(world.root / "tiny-gpt2")
+    experiment = mlflow.create_experiment("tiny-npc", artifact_location=world.artifact_uri)
+    with mlflow.start_run(experiment_id=experiment):
+        logged = mlflow.transformers.log_model(
+            {
+                "model": transformers.AutoModelForCausalLM.from_pretrained(folder),
+                "tokenizer": transformers.AutoTokenizer.from_pretrained(folder),
+            },
+            name="model",
+            task="text-generation",
+            pip_requirements=[],
+        )
+    first = mlflow.register_model(logged.model_uri, "tiny-npc")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_artifacts(str(folder), artifact_path="hf-folder")
+    # A folder of files is no MLflow "logged model": register its artifact location directly.
+    second = mlflow.MlflowClient().create_model_version(
+        "tiny-npc", source=f"{run.info.artifact_uri}/hf-folder", run_id=run.info.run_id
+    )
+    return str(first.version), str(second.version)

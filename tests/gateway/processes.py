@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from reconciler.child_process import free_port, wait_until_serving
 
 ADMIN_TOKEN = "test-admin-token-5f2c"
 PROVIDER_KEY = "provider-key-for-tests"
@@ -54,3 +60,45 @@ class RunningGateway:
         )
         assert response.status_code == 200, response.text
         return int(response.json()["written_generation"])
+
+
+@contextmanager
+def gateway_process(
+    *,
+    repo: Path,
+    tracking_uri: str,
+    state_dir: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 120.0,
+) -> Iterator[str]:
+    """`reconciler gateway` as its own process, the way an operator starts it; yields its URL.
+
+    Its output goes to `gateway.log` in `state_dir`'s parent, which a failed start shows."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "RECONCILER_STATE_DIR": str(state_dir),
+        "RECONCILER_GATEWAY_TOKEN": ADMIN_TOKEN,
+        **(env or {}),
+    }
+    environ.pop("MLFLOW_REGISTRY_URI", None)
+    command = [sys.executable, "-m", "reconciler.cli", "gateway", "--port", str(port)]
+    log_path = state_dir.parent / f"gateway-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [*command, "--repo", str(repo), *args],
+            env=environ,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_serving(f"{url}/healthz", process, timeout=timeout, log=log_path)
+            yield url
+        finally:
+            stop_process(process)

@@ -106,6 +106,9 @@ def test_the_use_case_system_prompt_and_caps_are_applied(echo_routes: RunningGat
             "invalid_request_error",
         ),
         (b"[1, 2]", 400, "invalid_request_error"),
+        # Nesting deeper than the JSON parser recurses: a client mistake, never a 500.
+        (b"[" * 100_000, 400, "invalid_request_error"),
+        (b'{"model": "echo-chat", "messages": ' + b'{"a": ' * 50_000, 400, "invalid_request_error"),
     ],
 )
 def test_bad_requests_get_openai_style_4xx(
@@ -211,6 +214,49 @@ def test_feedback_is_stored_against_the_logged_response(echo_routes: RunningGate
     )
     assert [e.id for e in rated] == [second["id"]]
     assert rated[0].best_output == "Greetings, traveller."
+
+
+def test_feedback_reaches_the_choices_of_a_multi_prompt_completion(
+    echo_routes: RunningGateway,
+) -> None:
+    since = time.time()
+    completion = _client(echo_routes).completions.create(
+        model="echo-chat", prompt=["The inn", "The well"]
+    )
+    assert [c.index for c in completion.choices] == [0, 1]
+    url = f"{echo_routes.url}/v1/feedback"
+    rated = httpx.post(url, json={"id": completion.id, "rating": 0.75}, timeout=30)
+    assert rated.status_code == 200, rated.text
+    assert rated.json()["outputs"] == 2
+    corrected = httpx.post(
+        url,
+        json={"id": completion.id, "index": 1, "corrected_output": "By the well, a quest."},
+        timeout=30,
+    )
+    assert corrected.status_code == 200, corrected.text
+    which = httpx.post(url, json={"id": completion.id, "corrected_output": "?"}, timeout=30)
+    assert which.status_code == 400 and "give `index`" in which.json()["error"]["message"]
+
+    exchanges = {
+        e.output: e
+        for e in read_exchanges(echo_routes.world.request_log, "echo-chat", since=since)
+        if e.id.startswith(f"{completion.id}:")
+    }
+    assert {e.rating for e in exchanges.values()} == {0.75}
+    assert exchanges["echo[echo-large]: The well"].best_output == "By the well, a quest."
+    assert exchanges["echo[echo-large]: The inn"].corrected_output is None
+
+
+@pytest.mark.parametrize("since", ["nan", "inf", "-inf", "NaN", "soon"])
+def test_an_analysis_window_needs_finite_bounds(echo_routes: RunningGateway, since: str) -> None:
+    for params in ({"since": since}, {"since": "0", "until": since}):
+        response = httpx.get(
+            f"{echo_routes.url}/admin/metrics",
+            params={"use_case": "echo-chat", **params},
+            timeout=30,
+        )
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["param"] in params
 
 
 def test_admin_writes_need_the_token(echo_routes: RunningGateway) -> None:

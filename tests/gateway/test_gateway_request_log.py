@@ -13,7 +13,13 @@ from reconciler.gateway.log_queries import (
     usage_by_version,
     window_metrics,
 )
-from reconciler.gateway.request_log import Feedback, LoggedRequest, RequestLog, RequestStatus
+from reconciler.gateway.request_log import (
+    Feedback,
+    FeedbackTargetError,
+    LoggedRequest,
+    RequestLog,
+    RequestStatus,
+)
 
 NOW = 1_800_000_000.0
 
@@ -54,11 +60,45 @@ def request_log(tmp_path: Path) -> Iterator[RequestLog]:
 
 def test_feedback_right_after_the_response_finds_its_row(request_log: RequestLog) -> None:
     request_log.append(record("r1"))
-    assert request_log.record_feedback(Feedback("r1", rating=0.8)).result(5) is True
+    assert request_log.record_feedback(Feedback("r1", rating=0.8)).result(5) == 1
     assert request_log.record_feedback(Feedback("r1", corrected_output="Better.")).result(5)
-    assert request_log.record_feedback(Feedback("missing", rating=1.0)).result(5) is False
+    assert request_log.record_feedback(Feedback("missing", rating=1.0)).result(5) == 0
     [exchange] = read_exchanges(request_log.path, "npc", since=0)
     assert exchange.rating == 0.8 and exchange.best_output == "Better."
+
+
+def test_feedback_on_a_multi_prompt_response_reaches_its_choices(
+    request_log: RequestLog,
+) -> None:
+    for index in range(3):
+        request_log.append(record(f"gw-multi:{index}"))
+    request_log.append(record("gw-multiple"))  # shares a prefix, not the response
+    request_log.append(record("gw-multi-shadow:0", shadow=True))
+
+    def feedback(
+        *,
+        rating: float | None = None,
+        corrected_output: str | None = None,
+        index: int | None = None,
+    ) -> int:
+        stored = request_log.record_feedback(Feedback("gw-multi", rating, corrected_output, index))
+        return int(stored.result(5))
+
+    assert feedback(rating=0.9) == 3  # a rating of the response rates every choice
+    assert feedback(index=1, corrected_output="The second, corrected.") == 1
+    with pytest.raises(FeedbackTargetError, match="give `index`"):
+        feedback(corrected_output="Which one?")
+    with pytest.raises(FeedbackTargetError, match="no choice with index 7"):
+        feedback(index=7, rating=0.1)
+    assert request_log.record_feedback(Feedback("gw-multi:2", rating=0.2)).result(5) == 1
+    exchanges = {e.id: e for e in read_exchanges(request_log.path, "npc", since=0)}
+    assert exchanges["gw-multi:0"].rating == 0.9
+    assert exchanges["gw-multi:1"].best_output == "The second, corrected."
+    assert exchanges["gw-multi:2"].rating == 0.2
+    assert exchanges["gw-multiple"].rating is None
+    # A single-output response is its own choice 0.
+    request_log.append(record("gw-single"))
+    assert request_log.record_feedback(Feedback("gw-single", rating=1.0, index=0)).result(5) == 1
 
 
 def test_a_window_reports_each_version_separately(request_log: RequestLog) -> None:

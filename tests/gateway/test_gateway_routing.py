@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 
@@ -101,6 +102,42 @@ def test_a_session_stays_on_its_variant(gateway: RunningGateway) -> None:
                 seen.setdefault(session, set()).add(response.headers["x-model-version"])
     assert all(len(versions) == 1 for versions in seen.values())
     assert {v for versions in seen.values() for v in versions} == {"1", "2"}
+
+
+async def _versions_of_sessions(url: str, sessions: list[str]) -> dict[str, str]:
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        semaphore = asyncio.Semaphore(16)
+
+        async def one(session: str) -> tuple[str, str]:
+            async with semaphore:
+                response = await client.post(
+                    "/v1/chat/completions", json=CHAT, headers={"x-session-id": session}
+                )
+            assert response.status_code == 200, response.text
+            return session, response.headers["x-model-version"]
+
+        return dict(await asyncio.gather(*(one(s) for s in sessions)))
+
+
+def test_sessions_hold_across_route_rewrites_and_canary_steps(gateway: RunningGateway) -> None:
+    sessions = [f"player-{i}" for i in range(400)]
+    served: list[dict[str, str]] = []
+    for weight in (10, 10, 25, 50):  # the same table written twice, then canary steps
+        gateway.set_routes(
+            "echo-chat",
+            [{"version": "1", "weight": 100 - weight}, {"version": "2", "weight": weight}],
+        )
+        served.append(asyncio.run(_versions_of_sessions(gateway.url, sessions)))
+    assert served[1] == served[0]  # a rewrite with the same weights moves nobody
+    for lower, higher in itertools.pairwise(served[1:]):
+        on_canary = {s for s, version in lower.items() if version == "2"}
+        assert on_canary, "the canary had no sessions"
+        # Every player the canary had at the lower weight is still on it at the higher one.
+        assert {s for s in on_canary if higher[s] != "2"} == set()
+    share = sum(version == "2" for version in served[-1].values()) / len(sessions)
+    assert abs(share - 0.5) < 0.1
+    gateway.set_routes("echo-chat", [{"version": "1", "weight": 100}])
 
 
 def test_shadow_copies_are_logged_and_never_returned(gateway: RunningGateway) -> None:

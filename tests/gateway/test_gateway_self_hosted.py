@@ -4,63 +4,28 @@ gateway process through transformers, and answered to the official OpenAI client
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import asyncio
+import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
+from reconciler.gateway.backends.base import (
+    ContextLengthError,
+    GenerationRequest,
+    GenerationResult,
+)
+from reconciler.gateway.backends.self_hosted import SelfHostedBackend
+from reconciler.gateway.catalog import SamplingSettings
+from reconciler.gateway.targets import Target, TargetDescription, TargetKind
 from reconciler.registry.version_files import locate_model_folders
-from tests.gateway.processes import RunningGateway, World
+from tests.gateway.processes import RunningGateway
 from tests.gateway.tiny_model import build_tiny_gpt2
 
-
-@pytest.fixture(scope="module")
-def tiny_versions(world: World) -> Iterator[tuple[str, str]]:
-    """tiny-npc version 1 (logged with mlflow.transformers) and 2 (plain folder artifacts)."""
-    import mlflow
-
-    # The fluent API's URIs are process-wide (and exported to the environment): restore them.
-    previous = (os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
-    mlflow.set_tracking_uri(world.tracking_uri)
-    mlflow.set_registry_uri(world.tracking_uri)
-    try:
-        yield _register_tiny_versions(world)
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-        for name, value in zip(
-            ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"), previous, strict=True
-        ):
-            if value is None:
-                os.environ.pop(name, None)
-
-
-def _register_tiny_versions(world: World) -> tuple[str, str]:
-    import mlflow
-    import transformers
-
-    folder = build_tiny_gpt2(world.root / "tiny-gpt2")
-    experiment = mlflow.create_experiment("tiny-npc", artifact_location=world.artifact_uri)
-    with mlflow.start_run(experiment_id=experiment):
-        logged = mlflow.transformers.log_model(
-            {
-                "model": transformers.AutoModelForCausalLM.from_pretrained(folder),
-                "tokenizer": transformers.AutoTokenizer.from_pretrained(folder),
-            },
-            name="model",
-            task="text-generation",
-            pip_requirements=[],
-        )
-    first = mlflow.register_model(logged.model_uri, "tiny-npc")
-    with mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.log_artifacts(str(folder), artifact_path="hf-folder")
-    # A folder of files is no MLflow "logged model": register its artifact location directly.
-    second = mlflow.MlflowClient().create_model_version(
-        "tiny-npc", source=f"{run.info.artifact_uri}/hf-folder", run_id=run.info.run_id
-    )
-    return str(first.version), str(second.version)
+# Far beyond the tiny model's 128 positions, far below the gateway's 32 000 characters.
+TOO_LONG = "Tell me everything about the dragons of the far north and their gold. " * 12
 
 
 def test_a_tiny_transformers_model_is_served_from_mlflow(
@@ -94,3 +59,81 @@ def test_a_tiny_transformers_model_is_served_from_mlflow(
     via_folder = locate_model_folders(cache / plain)
     assert via_folder.tokenizer == via_folder.weights
     assert Path(via_folder.weights, "config.json").exists()
+
+
+def test_a_prompt_too_long_for_the_model_is_the_callers_400(
+    gateway: RunningGateway, tiny_versions: tuple[str, str]
+) -> None:
+    logged, _ = tiny_versions
+    gateway.set_routes("tiny-npc", [{"version": logged, "weight": 100}])
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    since = time.time()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="tiny-npc", messages=[{"role": "user", "content": TOO_LONG}]
+        )
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "maximum context length is 128 tokens" in error["message"]
+    with pytest.raises(openai.BadRequestError, match="context length") as batch:
+        client.completions.create(model="tiny-npc", prompt=["The inn", TOO_LONG])
+    assert isinstance(batch.value.body, dict) and batch.value.body["param"] == "prompt"
+    answered = client.chat.completions.create(
+        model="tiny-npc", messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert answered.choices[0].message.content is not None
+
+    window = httpx.get(
+        f"{gateway.url}/admin/metrics",
+        params={"use_case": "tiny-npc", "since": since},
+        timeout=30,
+    ).json()["versions"][logged]
+    # Only the answered request is the version's: the refused ones are no errors of it.
+    assert (window["requests"], window["errors"]) == (1, 0)
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=30).text
+    assert 'kind="context_length_exceeded"' not in metrics
+    assert (
+        'gateway_rejected_requests_total{use_case="tiny-npc",status="400",'
+        'code="context_length_exceeded"} 2' in metrics
+    )
+
+
+def test_a_prompt_too_long_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    folder = build_tiny_gpt2(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    near_limit = "The inn"
+    while len(tokenizer(near_limit)["input_ids"]) < 124:  # room for fewer than 6 tokens
+        near_limit += " The inn"
+    sampling = SamplingSettings(temperature=0.0, max_new_tokens=6)
+    target = Target("tiny", "1")
+    backend = SelfHostedBackend(
+        TargetDescription(target, TargetKind.SELF_HOSTED, "tiny", "models:/tiny/1"),
+        lambda: locate_model_folders(folder),
+    )
+
+    def request(prompt: str) -> GenerationRequest:
+        return GenerationRequest(prompt=prompt, sampling=sampling)
+
+    async def scenario() -> tuple[GenerationResult, list[GenerationResult | BaseException]]:
+        await backend.start()
+        try:
+            alone = await backend.generate(request("Welcome to"))
+            # Queued together, so the worker takes all three as one batch.
+            together = await asyncio.gather(
+                backend.generate(request("Welcome to")),
+                backend.generate(request(TOO_LONG)),
+                backend.generate(request(near_limit)),
+                return_exceptions=True,
+            )
+            return alone, list(together)
+        finally:
+            await backend.close()
+
+    alone, (short, too_long, near) = asyncio.run(scenario())
+    assert short == alone  # neither failed nor cut short by the others in its batch
+    assert isinstance(too_long, ContextLengthError)
+    assert isinstance(near, GenerationResult)
+    assert near.prompt_tokens + near.completion_tokens <= 128

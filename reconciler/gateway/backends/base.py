@@ -47,6 +47,15 @@ class BackendError(Exception):
     """The backend failed to answer; the gateway returns 502 with this message as the cause."""
 
 
+CONTEXT_LENGTH_CODE = "context_length_exceeded"
+
+
+class ContextLengthError(BackendError):
+    """The prompt does not fit the model's context: the caller's request is at fault, not the
+    version, so the gateway answers 400 `context_length_exceeded` (OpenAI's code) and does
+    not count it against the version."""
+
+
 class Backend(Protocol):
     description: TargetDescription
 

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 
 from reconciler.gateway.backends.base import (
+    CONTEXT_LENGTH_CODE,
     BackendError,
+    ContextLengthError,
     FinishReason,
     GenerationRequest,
     GenerationResult,
@@ -126,6 +128,10 @@ class ExternalBackend:
                 cause = f"HTTP {response.status_code}: {_error_text(response)}"
                 continue
             if response.is_error:
+                if response.status_code == 400 and _error_code(response) == CONTEXT_LENGTH_CODE:
+                    # Too long for the provider's model: the caller's mistake, as it would be
+                    # calling the provider directly, not a failure of this version.
+                    raise ContextLengthError(_error_text(response))
                 raise BackendError(
                     f"provider answered HTTP {response.status_code}: {_error_text(response)}"
                 )
@@ -137,6 +143,14 @@ class ExternalBackend:
                 raise BackendError("provider answered with JSON that is not an object")
             return payload
         raise BackendError(f"provider failed after {self.retries + 1} attempt(s): {cause}")
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _error_text(response: httpx.Response) -> str:

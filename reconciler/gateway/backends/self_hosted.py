@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.gateway.backends.base import (
     BackendError,
+    ContextLengthError,
     FinishReason,
     GenerationRequest,
     GenerationResult,
@@ -30,6 +31,7 @@ from reconciler.registry.version_files import ModelFolders
 
 MAX_BATCH = 8
 _Pending = tuple[GenerationRequest, "asyncio.Future[GenerationResult]"]
+_Outcome = GenerationResult | BackendError
 
 
 class SelfHostedBackend:
@@ -65,7 +67,16 @@ class SelfHostedBackend:
         return await future
 
     async def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return list(await asyncio.gather(*(self.generate(r) for r in requests)))
+        # Every outcome is collected (none left unretrieved); the first failure fails the call.
+        outcomes = await asyncio.gather(
+            *(self.generate(r) for r in requests), return_exceptions=True
+        )
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results.append(outcome)
+        return results
 
     async def close(self) -> None:
         if self._drain is not None:
@@ -87,9 +98,13 @@ class SelfHostedBackend:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            for (_, future), outcome in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BackendError):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
     # --- on the worker thread ------------------------------------------------------------
 
@@ -101,12 +116,15 @@ class SelfHostedBackend:
         tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
         self._tokenizer, self._model = tokenizer, model
         with torch.inference_mode():
-            self._generate_all(
+            [warm] = self._generate_all(
                 [GenerationRequest(prompt="warm up", sampling=SamplingSettings(max_new_tokens=1))]
             )
+        if isinstance(warm, BackendError):
+            raise warm
 
-    def _generate_all(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        results: dict[int, GenerationResult] = {}
+    def _generate_all(self, requests: list[GenerationRequest]) -> list[_Outcome]:
+        """One outcome per request: its result, or the error that is its alone."""
+        outcomes: dict[int, _Outcome] = {}
         # A chat answer ends where a new turn would begin; a raw completion runs on.
         groups: dict[tuple[SamplingSettings, bool], list[int]] = {}
         for index, request in enumerate(requests):
@@ -114,9 +132,9 @@ class SelfHostedBackend:
         for (sampling, chat), indexes in groups.items():
             texts = [self._prompt_text(requests[i]) for i in indexes]
             generated = self._generate_group(texts, sampling, chat=chat)
-            for i, result in zip(indexes, generated, strict=True):
-                results[i] = result
-        return [results[i] for i in range(len(requests))]
+            for i, outcome in zip(indexes, generated, strict=True):
+                outcomes[i] = outcome
+        return [outcomes[i] for i in range(len(requests))]
 
     def _prompt_text(self, request: GenerationRequest) -> str:
         if request.prompt is not None:
@@ -126,22 +144,51 @@ class SelfHostedBackend:
 
     def _generate_group(
         self, texts: list[str], sampling: SamplingSettings, *, chat: bool
+    ) -> list[_Outcome]:
+        """Texts with one sampling, batched where that changes nobody's answer.
+
+        A prompt that leaves no room in the context fails alone (another player's prompt in
+        the same batch must not fail with it). A prompt whose room is shorter than
+        `max_new_tokens` is generated alone too: padded into the batch, its short room would
+        cut every other answer short.
+        """
+        tokenizer, model = self._tokenizer, self._model
+        if model is None:
+            raise BackendError(f"{self.description.target} is not loaded")
+        limit = getattr(model.config, "n_positions", None) or getattr(
+            model.config, "max_position_embeddings", None
+        )
+        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        outcomes: dict[int, _Outcome] = {}
+        together: list[int] = []
+        for i, length in enumerate(lengths):
+            if limit is None or length + sampling.max_new_tokens <= int(limit):
+                together.append(i)
+            elif length >= int(limit):
+                outcomes[i] = ContextLengthError(
+                    f"this model's maximum context length is {limit} tokens, but the prompt "
+                    f"is {length} tokens (with the use case's system prompt and chat format); "
+                    "shorten the prompt"
+                )
+            else:
+                [outcomes[i]] = self._generate_texts(
+                    [texts[i]], sampling, chat=chat, max_new=int(limit) - length
+                )
+        if together:
+            batch = [texts[i] for i in together]
+            generated = self._generate_texts(
+                batch, sampling, chat=chat, max_new=sampling.max_new_tokens
+            )
+            outcomes.update(zip(together, generated, strict=True))
+        return [outcomes[i] for i in range(len(texts))]
+
+    def _generate_texts(
+        self, texts: list[str], sampling: SamplingSettings, *, chat: bool, max_new: int
     ) -> list[GenerationResult]:
         import torch
 
         tokenizer, model = self._tokenizer, self._model
-        if model is None:
-            raise BackendError(f"{self.description.target} is not loaded")
         encoded = tokenizer(texts, return_tensors="pt", padding=True)
-        limit = getattr(model.config, "n_positions", None) or getattr(
-            model.config, "max_position_embeddings", None
-        )
-        max_new = sampling.max_new_tokens
-        if limit is not None:
-            room = int(limit) - int(encoded["input_ids"].shape[1])
-            if room < 1:
-                raise BackendError(f"the prompt does not fit the model's context of {limit}")
-            max_new = min(max_new, room)
         options: dict[str, Any] = {
             "max_new_tokens": max_new,
             "pad_token_id": tokenizer.pad_token_id,
