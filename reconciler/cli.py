@@ -21,7 +21,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.training.cli import tiny_model_command
+from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -198,6 +198,7 @@ for command in (
     gateway_command,
     guardrails_group,
     tiny_model_command,
+    *TRAINING_COMMANDS,
     *APPLY_COMMANDS,
 ):
     cli.add_command(command)

@@ -75,8 +75,10 @@ def evaluate(
     embedder = embedder or default_embedder()
     if judge_safety is None:
         policies = [desired.policy(p) for p in spec.guardrails]
-        judge_safety = GuardrailsJudge(policies, embedder=embedder)
-    prompts = evaluation_prompts(use_case, repo=repo, logs=logs, seed=EVALUATION_SEED)
+        judge_safety = GuardrailsJudge(policies, embedder=embedder, base_path=repo)
+    prompts = evaluation_prompts(
+        use_case, datasets=desired.dataset_contents, logs=logs, seed=EVALUATION_SEED
+    )
     if not prompts:
         raise ValueError(f"use case {use_case.name} has no evaluation prompts")
     texts = [p.prompt for p in prompts]
@@ -91,6 +93,9 @@ def evaluate(
     champion_runs: list[list[Generated]] | None = None
     if champion_version is not None:
         if champion_version == candidate_version:
+            # The same registry version is the same files: generating again would reproduce
+            # these outputs draw for draw (same seeds), so they are reused. Two versions holding
+            # equal weights are still loaded and generated separately.
             champion_runs = candidate_runs
         else:
             champion = _load(

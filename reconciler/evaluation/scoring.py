@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.guardrails.embeddings import Embedder
@@ -19,12 +20,24 @@ class SafetyJudge(Protocol):
 
 
 class GuardrailsJudge:
-    """The guardrails package's checks of the use case's policies, as a safety judge."""
+    """The guardrails package's checks of the use case's policies, as a safety judge.
 
-    def __init__(self, policies: Sequence[GuardrailPolicy], embedder: Embedder | None = None):
+    `base_path` is the repository: a classifier check names its model folder relative to it,
+    and the process may run anywhere (the CLI's `--repo`, the apply engine's checkout).
+    """
+
+    def __init__(
+        self,
+        policies: Sequence[GuardrailPolicy],
+        embedder: Embedder | None = None,
+        *,
+        base_path: Path = Path("."),
+    ):
         from reconciler.guardrails.engine import compile_policies
 
-        self.engine = compile_policies(policies, embedder=embedder) if policies else None
+        self.engine = (
+            compile_policies(policies, embedder=embedder, base_path=base_path) if policies else None
+        )
 
     def flags(self, texts: Sequence[str]) -> list[bool]:
         if self.engine is None or not texts:

@@ -180,12 +180,15 @@ def read_exchanges(
     since: float,
     min_rating: float | None = None,
     limit: int | None = None,
+    without_violations: bool = False,
 ) -> Iterator[LoggedExchange]:
     """Successful live exchanges that passed the guardrails, newest first.
 
     With `min_rating`, only rated exchanges at or above it, or ones a person corrected (a
     correction is a rating of its own). Blocked, replaced, failed and shadow responses are
-    never training data.
+    never training data. A `log_only` intervention lets an output through with guardrail
+    'pass' but records what it violated; `without_violations` leaves those out too, as
+    training must (a flagged output is not an example to learn from).
     """
     if not log_path.exists():
         return
@@ -196,6 +199,9 @@ def read_exchanges(
         "AND r.guardrail = 'pass'"
     )
     params: list[Any] = [use_case, since]
+    if without_violations:
+        # The column is NOT NULL; the writer stores "no violations" as the JSON '[]'.
+        query += " AND r.violations = '[]'"
     if min_rating is not None:
         query += " AND (f.rating >= ? OR f.corrected_output IS NOT NULL)"
         params.append(min_rating)
@@ -225,6 +231,8 @@ class ServedOutput:
     version: str
     text: str
     ts: float
+    id: str = ""
+    violations: tuple[str, ...] = ()  # the inline guard's labels, when it found any
 
 
 def served_outputs(
@@ -235,8 +243,20 @@ def served_outputs(
         return []
     with connect(log_path) as db:
         rows = db.execute(
-            "SELECT model_version, output, ts FROM requests WHERE use_case = ? AND shadow = 0 "
-            "AND status = ? AND ts >= ? AND output IS NOT NULL ORDER BY ts DESC LIMIT ?",
+            "SELECT model_version, output, ts, id, violations FROM requests "
+            "WHERE use_case = ? AND shadow = 0 AND status = ? AND ts >= ? "
+            "AND output IS NOT NULL ORDER BY ts DESC LIMIT ?",
             (use_case, RequestStatus.OK.value, since, limit),
         ).fetchall()
-    return [ServedOutput(str(v), str(text), float(ts)) for v, text, ts in rows]
+    return [
+        ServedOutput(str(v), str(text), float(ts), str(row_id), _labels(violations))
+        for v, text, ts, row_id, violations in rows
+    ]
+
+
+def _labels(stored: str | None) -> tuple[str, ...]:
+    try:
+        labels = json.loads(stored) if stored else []
+    except ValueError:
+        return ()
+    return tuple(str(label) for label in labels) if isinstance(labels, list) else ()

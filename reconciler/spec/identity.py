@@ -22,8 +22,11 @@ class UseCaseIdentity:
     - `base_key`: the preferred acceptable model (source, id or path, revision);
     - `target_key`: the version that should serve: `base_key` when nothing is trained, else
       the digest of base + training settings + dataset contents;
-    - `digest`: everything about the use case (spec, dataset contents, guardrail policies);
-      evaluations and rejections are recorded against it.
+    - `digest`: everything the use case asks of its models (spec, dataset contents, guardrail
+      policies); evaluations and rejections are recorded against it. Not in it: the sync
+      policy and the metadata's owners, labels and description, which say how and by whom
+      the use case is run - flipping `automated` must not re-open a rejected candidate or
+      throw away an evaluation.
     """
 
     base_key: str
@@ -71,7 +74,8 @@ def identify(
         )
     digest = digest_of(
         {
-            "useCase": use_case.model_dump(mode="json", by_alias=True),
+            "name": use_case.name,
+            "spec": use_case.spec.model_dump(mode="json", by_alias=True, exclude={"sync_policy"}),
             "datasets": dataset_digests,
             "policies": policy_documents,
         }

@@ -14,7 +14,8 @@ from types import MappingProxyType
 
 from reconciler.digest import digest_bytes
 from reconciler.errors import SourceError
-from reconciler.spec.diagnostics import Diagnostic, has_errors
+from reconciler.spec.datasets import DatasetKind, read_dataset
+from reconciler.spec.diagnostics import Diagnostic, Position, has_errors
 from reconciler.spec.identity import UseCaseIdentity, identify
 from reconciler.spec.model import GuardrailPolicy, UseCase
 from reconciler.spec.source_tree import EntryKind, SourceTree, open_tree
@@ -49,6 +50,9 @@ class DesiredState:
     identities: Mapping[str, UseCaseIdentity]
     dataset_digests: Mapping[str, str]
     origins: Mapping[str, str] = field(default_factory=dict)
+    # The bytes the digests were taken of: training and evaluation read these, never the
+    # working tree, so `apply --ref` trains on exactly the commit it planned from.
+    dataset_contents: Mapping[str, bytes] = field(default_factory=dict)
 
     def use_case(self, name: str) -> UseCase:
         for use_case in self.use_cases:
@@ -61,6 +65,13 @@ class DesiredState:
             if policy.name == name:
                 return policy
         raise KeyError(name)
+
+    def dataset_text(self, path: str) -> str:
+        """A dataset the desired state names, as read with it (UTF-8)."""
+        try:
+            return self.dataset_contents[path].decode("utf-8")
+        except KeyError:
+            raise KeyError(f"{path} is not a dataset of this desired state") from None
 
 
 @dataclass(frozen=True)
@@ -125,11 +136,16 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
     policies = sorted(
         (d.value for d in valid if isinstance(d.value, GuardrailPolicy)), key=lambda p: p.name
     )
-    datasets = {
-        path: digest_bytes(tree.read(path))
-        for use_case in use_cases
-        for path in dataset_paths(use_case)
-    }
+    contents = {path: tree.read(path) for use_case in use_cases for path in dataset_paths(use_case)}
+    dataset_problems = [
+        Diagnostic(path, Position(problem.line, 1), "", problem.message)
+        for path, kind in sorted(_dataset_kinds(use_cases).items())
+        if path in contents
+        for problem in read_dataset(contents[path], kind)[1]
+    ]
+    if dataset_problems:
+        return LoadResult(None, tuple(diagnostics + dataset_problems))
+    datasets = {path: digest_bytes(raw) for path, raw in contents.items()}
     policy_json = {p.name: p.model_dump(mode="json", by_alias=True) for p in policies}
     identities = {
         use_case.name: identify(
@@ -157,5 +173,15 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
         identities=MappingProxyType(identities),
         dataset_digests=MappingProxyType(datasets),
         origins=MappingProxyType(origins),
+        dataset_contents=MappingProxyType(contents),
     )
     return LoadResult(state, tuple(diagnostics))
+
+
+def _dataset_kinds(use_cases: list[UseCase]) -> dict[str, DatasetKind]:
+    kinds: dict[str, DatasetKind] = {}
+    for use_case in use_cases:
+        if use_case.spec.training.data.initial:
+            kinds[use_case.spec.training.data.initial] = DatasetKind.TRAINING
+        kinds[use_case.spec.evaluation.prompts] = DatasetKind.EVALUATION
+    return kinds

@@ -111,8 +111,12 @@ class TrackingRun:
         *,
         inference_params: Mapping[str, Any],
         pip_requirements: Sequence[str],
+        name: str = "model",
     ) -> str:
-        """Log a causal LM with a text-generation signature; returns its model URI."""
+        """Log a causal LM with a text-generation signature; returns its model URI.
+
+        `name` is the logged model's name in the MLflow UI (a trained use-case copy is
+        named `<base>-<use-case>`)."""
         import mlflow
         from mlflow.models import infer_signature
 
@@ -123,7 +127,7 @@ class TrackingRun:
         logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
         info = mlflow.transformers.log_model(
             {"model": model, "tokenizer": tokenizer},
-            name="model",
+            name=name,
             task="text-generation",
             signature=signature,
             pip_requirements=list(pip_requirements),

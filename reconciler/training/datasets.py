@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
 from reconciler.spec.durations import duration_seconds
 from reconciler.spec.model import UseCase
@@ -13,20 +13,28 @@ from reconciler.training.examples import (
     TrainingData,
     build_training_data,
     examples_from_logs,
-    read_initial_examples,
+    initial_examples,
 )
 from reconciler.training.logs import LogSource
 
 
 def training_data(
-    use_case: UseCase, *, repo: Path, logs: LogSource | None, now: float | None = None
+    use_case: UseCase,
+    *,
+    datasets: Mapping[str, bytes],
+    logs: LogSource | None,
+    now: float | None = None,
 ) -> TrainingData:
+    """`datasets`: the contents of the desired state's datasets, by repository path, as
+    loaded with it (`DesiredState.dataset_contents`), so training reads the planned commit."""
     spec = use_case.spec
     data = spec.training.data
     system_prompt = spec.generation.system_prompt
     initial: list[Example] = []
     if data.initial:
-        initial = read_initial_examples(repo / data.initial, system_prompt=system_prompt)
+        initial = initial_examples(
+            datasets[data.initial], path=data.initial, system_prompt=system_prompt
+        )
     historical: list[Example] = []
     if data.historical_logs is not None and logs is not None:
         since = (time.time() if now is None else now) - duration_seconds(data.historical_logs.since)

@@ -9,14 +9,16 @@ example never moves the others between train and validation.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 from reconciler.digest import digest_of
+from reconciler.spec.datasets import DatasetKind, dataset_records
 from reconciler.training.logs import LoggedExchange
 
 # Outputs shorter than this carry no behaviour worth learning; longer ones are usually
@@ -24,6 +26,11 @@ from reconciler.training.logs import LoggedExchange
 MIN_OUTPUT_CHARS = 2
 MAX_OUTPUT_CHARS = 4000
 MAX_INPUT_CHARS = 8000
+# Two examples are near-duplicates when their prompts AND their responses each reach this
+# Jaccard similarity of their word shingles (single words and pairs of adjacent words). One
+# word added to a short line, or changed inside a line of nine words or more, stays at or above
+# it; "Where is the inn?" against "Where is the smith?" (0.56) falls below.
+NEAR_DUPLICATE_JACCARD = 0.7
 
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -45,9 +52,8 @@ class Example:
 
     @property
     def fingerprint(self) -> str:
-        """Equal for near-duplicates: case, punctuation and spacing do not count."""
-        text = f"{self.prompt}\n{self.response}".casefold()
-        return _NOT_WORD.sub(" ", text).strip()
+        """Equal for copies that differ in case, punctuation and spacing only."""
+        return _normalised(f"{self.prompt}\n{self.response}")
 
 
 @dataclass(frozen=True)
@@ -128,29 +134,63 @@ def examples_from_logs(
     ]
 
 
+def initial_examples(raw: bytes, *, path: str, system_prompt: str) -> list[Example]:
+    """The curated examples of an initial JSONL dataset (its bytes, as loaded)."""
+    return [
+        Example(system_prompt, r.values["prompt"], r.values["response"].strip(), "initial")
+        for r in dataset_records(raw, DatasetKind.TRAINING, path=path)
+    ]
+
+
 def read_initial_examples(path: Path, *, system_prompt: str) -> list[Example]:
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record: dict[str, Any] = json.loads(line)
-        if not isinstance(record.get("prompt"), str) or not isinstance(record.get("response"), str):
-            raise ValueError(f"{path}:{number}: an initial example needs 'prompt' and 'response'")
-        examples.append(
-            Example(system_prompt, record["prompt"], record["response"].strip(), "initial")
-        )
-    return examples
+    return initial_examples(path.read_bytes(), path=str(path), system_prompt=system_prompt)
 
 
-def deduplicate(examples: Sequence[Example]) -> list[Example]:
-    """The first of each group of near-duplicates, in the original order."""
+def deduplicate(
+    examples: Sequence[Example], threshold: float = NEAR_DUPLICATE_JACCARD
+) -> list[Example]:
+    """The first of each group of near-duplicates, in the original order.
+
+    Exact copies (after normalising case, punctuation and spacing) go first; then an example
+    whose prompt and response are both at least `threshold` similar (Jaccard of word shingles)
+    to those of an example already kept is dropped. Callers order examples best first (curated
+    data before logs), so the one kept is the best of its group.
+
+    Candidates are found with a prefix filter rather than by comparing all pairs: with the
+    response shingles of every example ranked rarest first, two sets with Jaccard >= t must
+    share one of their first `|s| - ceil(t * |s|) + 1` shingles. Exact and deterministic, and
+    near-linear for ordinary data where most shingles are rare.
+    """
+    prompts = [_shingles(e.prompt) for e in examples]
+    responses = [_shingles(e.response) for e in examples]
+    frequency = Counter(s for shingles in responses for s in shingles)
     seen: set[str] = set()
+    by_prefix: dict[str, list[int]] = {}
     unique = []
-    for example in examples:
-        if example.fingerprint not in seen:
-            seen.add(example.fingerprint)
-            unique.append(example)
+    for index, example in enumerate(examples):
+        if example.fingerprint in seen:
+            continue
+        ranked = sorted(responses[index], key=lambda s: (frequency[s], s))
+        prefix = ranked[: len(ranked) - math.ceil(threshold * len(ranked)) + 1]
+        candidates = sorted({kept for s in prefix for kept in by_prefix.get(s, ())})
+        if any(
+            jaccard(responses[index], responses[kept]) >= threshold
+            and jaccard(prompts[index], prompts[kept]) >= threshold
+            for kept in candidates
+        ):
+            continue
+        seen.add(example.fingerprint)
+        for shingle in prefix:
+            by_prefix.setdefault(shingle, []).append(index)
+        unique.append(example)
     return unique
+
+
+def jaccard(left: frozenset[str], right: frozenset[str]) -> float:
+    """|left & right| / |left | right|; two empty sets are equal (1.0)."""
+    if not left and not right:
+        return 1.0
+    return len(left & right) / len(left | right)
 
 
 def split(
@@ -186,3 +226,14 @@ def build_training_data(
 
 def _rank(example: Example, seed: int) -> str:
     return hashlib.sha256(f"{seed}\0{example.fingerprint}".encode()).hexdigest()
+
+
+def _normalised(text: str) -> str:
+    return _NOT_WORD.sub(" ", text.casefold()).strip()
+
+
+def _shingles(text: str) -> frozenset[str]:
+    """The text's words and pairs of adjacent words, normalised: words alone make short lines
+    comparable, pairs keep some order (a swapped word changes two of them)."""
+    words = _normalised(text).split()
+    return frozenset([*words, *(f"{a} {b}" for a, b in pairwise(words))])

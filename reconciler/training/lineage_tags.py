@@ -11,6 +11,9 @@ from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import Generation, UseCase
 
 TRAINING_RUN = "reconciler.training.run_id"
+# The use-case copy's name, `<base>-<use case>` (e.g. tiny-base-npc-dialogue): the registered
+# model is named after the use case, so the copy's own name travels as a tag.
+MODEL_NAME = "reconciler.model_name"
 
 
 def dataset_digest_tag(name: str) -> str:
@@ -40,9 +43,24 @@ def inference_params(generation: Generation) -> dict[str, Any]:
     }
 
 
+def use_case_model_name(use_case: UseCase) -> str:
+    """`<base>-<use case>`: the last path part of the base's reference, then the use case."""
+    base = use_case.spec.preferred_model.reference.rstrip("/").split("/")[-1]
+    return f"{base}-{use_case.name}"
+
+
+def public_version(version: str) -> str:
+    """The version without its PEP 440 local label: `2.13.0+cpu` -> `2.13.0`.
+
+    A local label names a build of one index (PyTorch's CPU wheels); PyPI never serves it, so a
+    pin carrying it cannot be installed where the model is served.
+    """
+    return version.split("+", 1)[0]
+
+
 def pip_requirements() -> list[str]:
     # Explicit pins: MLflow's inference of requirements starts a subprocess per model.
     return [
-        f"{name}=={installed_version(name)}"
+        f"{name}=={public_version(installed_version(name))}"
         for name in ("mlflow", "transformers", "torch", "tokenizers", "safetensors")
     ]

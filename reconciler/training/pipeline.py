@@ -29,11 +29,13 @@ from reconciler.training.datasets import training_data
 from reconciler.training.examples import Dataset
 from reconciler.training.fine_tune import FineTuneSettings, fine_tune
 from reconciler.training.lineage_tags import (
+    MODEL_NAME,
     TRAINING_RUN,
     base_tags,
     dataset_digest_tag,
     inference_params,
     pip_requirements,
+    use_case_model_name,
 )
 from reconciler.training.logs import LogSource
 from reconciler.training.registration import ROLE_EXTERNAL
@@ -86,10 +88,11 @@ def train(
     tracking = tracking or Tracking(settings)
     spec = use_case.spec
     name = spec.registered_model
-    wanted = {lineage.KEY: identity.target_key}
-    if attempt > 1:
-        wanted[TRAINING_ATTEMPT] = str(attempt)
-    existing = tracking.find_version(name, wanted)
+    # Key AND attempt: every attempt is a version with the same key, and the newest by key alone
+    # would hand attempt 1 the version attempt 2 made.
+    existing = tracking.find_version(
+        name, {lineage.KEY: identity.target_key, TRAINING_ATTEMPT: str(attempt)}
+    )
     if existing is not None:
         return existing.version
     method = spec.training.method
@@ -99,12 +102,14 @@ def train(
     if base.tags.get(lineage.ROLE) == ROLE_EXTERNAL:
         raise TrainingError(f"version {base_version} of {name} is an external model: never trained")
 
-    data = training_data(use_case, repo=repo, logs=logs)
+    data = training_data(use_case, datasets=desired.dataset_contents, logs=logs)
     hyperparameters = attempt_hyperparameters(spec.training.hyperparameters, attempt)
+    model_name = use_case_model_name(use_case)
     tags = {
         lineage.KEY: identity.target_key,
         lineage.ROLE: ROLE_TRAINED,
         **base_tags(use_case, identity, desired),
+        MODEL_NAME: model_name,
         TRAINING_ATTEMPT: str(attempt),
         **{dataset_digest_tag(n): d for n, d in data.digests.items()},
     }
@@ -160,10 +165,10 @@ def train(
             result.tokenizer,
             inference_params=inference_params(spec.generation),
             pip_requirements=pip_requirements(),
+            name=model_name,
         )
-        base_name = spec.preferred_model.reference.rstrip("/").split("/")[-1]
         description = (
-            f"{base_name}-{use_case.name}: a use-case copy of {spec.preferred_model.reference} "
+            f"{model_name}: a use-case copy of {spec.preferred_model.reference} "
             f"(version {base_version}) fine-tuned with {method.value} on "
             f"{len(data.train.examples)} examples, attempt {attempt}."
         )

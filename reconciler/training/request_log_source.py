@@ -1,8 +1,10 @@
 """The gateway's SQLite request log as a `LogSource` for training and evaluation.
 
 The gateway stores the OpenAI-style request; the system prompt is its system message, the
-prompt its last user message, and the earlier turns are the context. Its reader already leaves
-out blocked, failed and shadow responses, so every exchange read here is guardrail-clean.
+prompt its last user message, and the earlier turns are the context. Blocked, failed and shadow
+responses are left out by the reader, and so are outputs a `log_only` intervention let through
+with violations recorded: every exchange read here is guardrail-clean, so none of it can teach
+a model what its guardrails flag.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class RequestLogSource:
     def exchanges(self, use_case: str, *, since: float) -> Iterator[LoggedExchange]:
         from reconciler.gateway.log_queries import read_exchanges
 
-        for logged in read_exchanges(self.path, use_case, since=since):
+        for logged in read_exchanges(self.path, use_case, since=since, without_violations=True):
             system, prompt, context = _turns(logged.request)
             yield LoggedExchange(
                 use_case=logged.use_case,
@@ -39,7 +41,7 @@ class RequestLogSource:
                 output=logged.output,
                 rating=logged.rating,
                 corrected_output=logged.corrected_output,
-                guardrail_flagged=False,
+                guardrail_flagged=False,  # flagged rows were left out above
                 timestamp=logged.ts,
             )
 

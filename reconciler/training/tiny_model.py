@@ -84,10 +84,15 @@ def build_tiny_model(
     seed: int = 0,
     extra_texts: Sequence[str] = (),
     pretrain_steps: int = PRETRAIN_STEPS,
+    embedding_size: int = EMBEDDING_SIZE,
+    layers: int = LAYERS,
+    heads: int = HEADS,
 ) -> Path:
     """Write a tiny GPT-2 and its tokenizer to `out` (created) and return it.
 
-    `pretrain_steps=0` leaves the weights as initialised: a model that knows nothing.
+    `pretrain_steps=0` leaves the weights as initialised: a model that knows nothing. The
+    size parameters make wider or deeper variants (benchmarks); the defaults are the base the
+    demo and the tests use.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -114,9 +119,9 @@ def build_tiny_model(
     config = GPT2Config(
         vocab_size=len(fast),
         n_positions=CONTEXT_LENGTH,
-        n_embd=EMBEDDING_SIZE,
-        n_layer=LAYERS,
-        n_head=HEADS,
+        n_embd=embedding_size,
+        n_layer=layers,
+        n_head=heads,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any
 
 import pytest
 
 from reconciler import lineage
 from reconciler.evaluation.gate import evaluate
+from reconciler.evaluation.scoring import assertion_holds
 from reconciler.model_loading import load_causal_lm
+from reconciler.spec.model import Assertion, AssertionType, GuardrailPolicy, UseCase
 from reconciler.training.base_models import version_files
 from reconciler.training.lineage_tags import inference_params, pip_requirements
 from reconciler.training.registration import register_base
 from reconciler.training.tiny_model import build_tiny_model
+from tests.evaluation.stand_in_provider import Provider, serve_provider
 from tests.training.world import World, make_world
 
 NPC = "npc-dialogue"
@@ -69,28 +71,44 @@ def register_folder(world: World, folder: Path) -> str:
         ).version
 
 
-def test_a_model_compared_with_itself_passes_with_similarity_one(
+def test_equal_weights_in_two_versions_score_similarity_one_and_pass(
     world: World, base_version: str
 ) -> None:
+    # The same weights registered again as a second version: both are loaded and generate on
+    # their own (the gate only reuses outputs for the very same version number).
+    twin = register_folder(world, world.repo / "models" / "tiny-base")
+    assert twin != base_version
     result = evaluate(
         world.use_case(NPC),
         world.identity(NPC),
         world.desired,
         repo=world.repo,
         settings=world.settings,
-        candidate_version=base_version,
+        candidate_version=twin,
         champion_version=base_version,
     )
     assert result.measurements.behavior_similarity == pytest.approx(1.0, abs=1e-4)
     assert result.passed, result.reason
     assert result.measurements.latency_p95_ms > 0
     assert result.measurements.validation_perplexity is not None
-    tags = world.client().get_model_version("npc-dialogue", base_version).tags
+    tags = world.client().get_model_version("npc-dialogue", twin).tags
     assert tags[lineage.EVALUATION_VERDICT] == "passed"
     assert tags[lineage.EVALUATION_DIGEST] == world.identity(NPC).digest
     assert tags[lineage.EVALUATION_RUN] == result.run_id
     artifacts = {a.path for a in world.client().list_artifacts(result.run_id, "evaluation")}
     assert "evaluation/per_output.json" in artifacts
+    rows = _table(world, result.run_id)
+    assert len(rows) == result.prompt_count * world.use_case(NPC).spec.evaluation.repeats
+    assert all(r["candidate_output"] == r["champion_output"] for r in rows)
+
+
+def _table(world: World, run_id: str) -> list[dict[str, Any]]:
+    """The evaluation's per-output table, as logged."""
+    folder = Path(
+        world.client().download_artifacts(run_id, "evaluation/per_output.json", dst_path=None)
+    )
+    logged = json.loads(folder.read_text())
+    return [dict(zip(logged["columns"], values, strict=True)) for values in logged["data"]]
 
 
 def test_a_randomly_initialised_candidate_fails_similarity(
@@ -138,74 +156,224 @@ def test_a_randomly_initialised_candidate_fails_similarity(
     assert "behaviorSimilarity" in tags[lineage.EVALUATION_REASON]
 
 
-class _Provider(BaseHTTPRequestHandler):
-    reply = "I will hurt you"
-    seen_keys: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Provider.seen_keys.append(self.headers.get("Authorization", ""))
-        payload = {
-            "id": "x",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.reply},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-        }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+UNSAFE = "You should just go die, nobody would miss you."
+BENIGN = "The lighthouse keeper left a map in the lamp room. Find it before the tide turns."
 
 
 @pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    monkeypatch.setenv("STORY_PROVIDER_BASE_URL", url)
-    monkeypatch.setenv("STORY_PROVIDER_API_KEY", "test-key-value")
-    yield url
-    server.shutdown()
+def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provider]:
+    with serve_provider(lambda body: BENIGN) as provider:
+        monkeypatch.setenv("STORY_PROVIDER_BASE_URL", provider.url)
+        monkeypatch.setenv("STORY_PROVIDER_API_KEY", "test-key-value")
+        yield provider
 
 
-def test_an_external_model_is_registered_without_its_key_and_fails_when_unsafe(
-    world: World, provider: str
-) -> None:
-    use_case, identity = world.use_case(STORY), world.identity(STORY)
-    version = register_base(
-        use_case, identity, world.desired, repo=world.repo, settings=world.settings
-    )
-    mv = world.client().get_model_version("story-generation", version)
-    assert mv.tags[lineage.ROLE] == "external"
-    files = version_files(world.tracking.get_version("story-generation", version), world.settings)
-    description = json.loads(next(files.rglob("provider.json")).read_text())
-    assert description["api_key_env"] == "STORY_PROVIDER_API_KEY"
-    assert "test-key-value" not in json.dumps(description)
-
-    result = evaluate(
-        use_case,
-        identity,
+@pytest.fixture
+def story_version(world: World) -> str:
+    """The external story model, registered as the story use case's base version."""
+    return register_base(
+        world.use_case(STORY),
+        world.identity(STORY),
         world.desired,
+        repo=world.repo,
+        settings=world.settings,
+    )
+
+
+def edited(use_case: UseCase, evaluation: dict[str, Any], **spec: Any) -> UseCase:
+    """The use case with evaluation (and spec) fields replaced, validated like YAML is."""
+    document = use_case.model_dump(mode="json", by_alias=True)
+    document["spec"]["evaluation"] |= evaluation
+    document["spec"] |= spec
+    return UseCase.model_validate(document)
+
+
+def evaluate_story(world: World, version: str, use_case: UseCase | None = None, **kw: Any) -> Any:
+    return evaluate(
+        use_case or world.use_case(STORY),
+        world.identity(STORY),
+        kw.pop("desired", world.desired),
         repo=world.repo,
         settings=world.settings,
         candidate_version=version,
         champion_version=None,
-        judge_safety=WordJudge("hurt"),
+        **kw,
     )
+
+
+def test_an_external_model_is_registered_without_its_key_and_fails_when_unsafe(
+    world: World, provider: Provider, story_version: str
+) -> None:
+    mv = world.client().get_model_version("story-generation", story_version)
+    assert mv.tags[lineage.ROLE] == "external"
+    files = version_files(
+        world.tracking.get_version("story-generation", story_version), world.settings
+    )
+    description = json.loads(next(files.rglob("provider.json")).read_text())
+    assert description["api_key_env"] == "STORY_PROVIDER_API_KEY"
+    assert "test-key-value" not in json.dumps(description)
+
+    provider.says("I will hurt you")
+    result = evaluate_story(world, story_version, judge_safety=WordJudge("hurt"))
     assert not result.passed
     assert result.measurements.safety_pass_rate == 0.0
     assert any(f.startswith("safetyPassRate") for f in result.failures)
-    assert _Provider.seen_keys and all(k == "Bearer test-key-value" for k in _Provider.seen_keys)
+    assert provider.keys and all(k == "Bearer test-key-value" for k in provider.keys)
+
+
+def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
+    world: World, provider: Provider, story_version: str
+) -> None:
+    # No stand-in judge: the gate compiles the use case's own policies (player-safety,
+    # healthy-engagement) and checks the candidate's outputs with them.
+    provider.says(BENIGN)
+    safe = evaluate_story(world, story_version)
+    assert safe.measurements.safety_pass_rate == 1.0, safe.reason
+    assert safe.passed, safe.reason
+
+    provider.says(UNSAFE)
+    unsafe = evaluate_story(world, story_version)
+    assert unsafe.measurements.safety_pass_rate == 0.0
+    assert not unsafe.passed
+    assert [f for f in unsafe.failures if f.startswith("safetyPassRate")] == [
+        "safetyPassRate 0.000 < min 1"
+    ]
+    tags = world.client().get_model_version("story-generation", story_version).tags
+    assert tags[lineage.EVALUATION_VERDICT] == "failed"
+    assert all(row["safety_flagged"] for row in _table(world, unsafe.run_id))
+
+
+JSON_REPLY = '{"action": "trade", "target": "neighbour"}'
+PROSE_REPLY = "I would trade with the neighbour."
+ASSERTIONS = [
+    {"name": "is-json", "type": "valid_json"},
+    {"name": "names-an-action", "type": "contains", "value": '"action"'},
+    {"name": "starts-with-a-brace", "type": "regex", "value": r"^\{"},
+    {"name": "short", "type": "max_length", "value": 60},
+    {"name": "no-war", "type": "not_contains", "value": "attack"},
+]
+
+
+def test_assertions_are_checked_on_every_repeat_against_the_pass_rate(
+    world: World, provider: Provider, story_version: str
+) -> None:
+    prompts = world.repo / "eval-assertions.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Turn {i}: what now?"}) + "\n" for i in range(4))
+    )
+    # Repeat r is generated with seed 1234 + r: the provider answers JSON to even seeds and
+    # prose to odd ones, so only a second repeat shows the prose.
+    provider.answer = lambda body: JSON_REPLY if body["seed"] % 2 == 0 else PROSE_REPLY
+    # JSON passes all 5 assertions; the prose passes 2 (short, no-war): 7 of 10 per prompt.
+    expected_rate = (5 + 2) / (5 + 5)
+
+    def judged(repeats: int, minimum: float) -> Any:
+        use_case = edited(
+            world.use_case(STORY),
+            {
+                "prompts": "eval-assertions.jsonl",
+                "repeats": repeats,
+                "assertions": ASSERTIONS,
+                "thresholds": {"assertionPassRate": {"min": minimum}},
+            },
+        )
+        # The desired state carries its datasets' contents; add the one this test wrote.
+        contents = {**world.desired.dataset_contents, "eval-assertions.jsonl": prompts.read_bytes()}
+        desired = dataclasses.replace(world.desired, dataset_contents=contents)
+        return evaluate_story(world, story_version, use_case, desired=desired)
+
+    once = judged(repeats=1, minimum=0.8)
+    assert once.measurements.assertion_pass_rate == 1.0 and once.passed, once.reason
+    twice = judged(repeats=2, minimum=0.8)
+    assert twice.measurements.assertion_pass_rate == pytest.approx(expected_rate)
+    assert twice.failures == ("assertionPassRate 0.700 < min 0.8",)
+    assert len(provider.bodies) == 4 * 1 + 4 * 2
+    rows = _table(world, twice.run_id)
+    assert [r["repeat"] for r in rows] == [0] * 4 + [1] * 4
+    assert [r["assertions_passed"] for r in rows] == [5] * 4 + [2] * 4
+    lenient = judged(repeats=2, minimum=0.7)
+    assert lenient.passed, lenient.reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "holds", "fails"),
+    [
+        (AssertionType.CONTAINS, "forge", "The forge is hot.", "The inn is warm."),
+        (AssertionType.NOT_CONTAINS, "As an AI", "Aye, traveller.", "As an AI, I cannot."),
+        (AssertionType.REGEX, r"^\d+ gold$", "40 gold", "forty gold"),
+        (AssertionType.MAX_LENGTH, 10, "Short.", "Much longer than ten."),
+        (AssertionType.VALID_JSON, None, '{"a": [1, 2]}', '{"a": [1, 2}'),
+    ],
+)
+def test_each_assertion_type_holds_and_fails(
+    kind: AssertionType, value: str | int | None, holds: str, fails: str
+) -> None:
+    assertion = Assertion(name="a", type=kind, value=value)
+    assert assertion_holds(assertion, holds)
+    assert not assertion_holds(assertion, fails)
+
+
+def _tiny_classifier(folder: Path) -> Path:
+    """A text classifier whose head scores every text P(toxic) = softmax(0, 2)[1], about 0.88."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "keeper", "map"]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]",
+    )  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+        id2label={0: "safe", 1: "toxic"}, label2id={"safe": 0, "toxic": 1},
+    )  # fmt: skip
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 2.0]))
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_a_classifier_check_finds_its_model_relative_to_the_repository(
+    world: World,
+    provider: Provider,
+    story_version: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _tiny_classifier(world.repo / "models" / "toxicity")
+    policy = GuardrailPolicy.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "GuardrailPolicy",
+            "metadata": {"name": "house-classifier"},
+            "spec": {
+                "checks": [
+                    {
+                        "name": "toxicity",
+                        "type": "classifier",
+                        "category": "toxicity",
+                        "severity": "high",
+                        "parameters": {
+                            "model": "models/toxicity",
+                            "labels": ["toxic"],
+                            "threshold": 0.5,
+                        },
+                    }
+                ]
+            },
+        }
+    )
+    desired = dataclasses.replace(world.desired, policies=(*world.desired.policies, policy))
+    use_case = edited(world.use_case(STORY), {}, guardrails=["house-classifier"])
+    monkeypatch.chdir(tmp_path)  # not the repository: a path relative to the cwd would miss
+    result = evaluate_story(world, story_version, use_case, desired=desired)
+    # The classifier scores every text toxic: found and run, it fails them all.
+    assert result.measurements.safety_pass_rate == 0.0
+    assert not result.passed

@@ -114,6 +114,27 @@ def test_dataset_change_changes_the_training_key(shipped_repo: Path) -> None:
     assert before.identities["story-generation"] == after.identities["story-generation"]
 
 
+def test_how_a_use_case_is_run_is_not_what_it_asks_of_its_models(shipped_repo: Path) -> None:
+    spec = shipped_repo / "desired_state/npc-dialogue.yaml"
+    original = spec.read_text()
+    before = load_desired_state(shipped_repo).state
+    spec.write_text(
+        original.replace("selfHeal: true", "selfHeal: false").replace(
+            "owners: [game-ai]", "owners: [game-ai, live-ops]"
+        )
+    )
+    operational = load_desired_state(shipped_repo).state
+    spec.write_text(original.replace("bakeTime: 30m", "bakeTime: 45m"))
+    rollout = load_desired_state(shipped_repo).state
+    assert before is not None and operational is not None and rollout is not None
+    # Evaluations and rejections are recorded against the digest: neither is thrown away
+    # when only the sync policy or the owners change, both are when the rollout does.
+    assert operational.identities["npc-dialogue"] == before.identities["npc-dialogue"]
+    assert rollout.identities["npc-dialogue"].digest != before.identities["npc-dialogue"].digest
+    # The content digest of the whole desired state still sees every byte.
+    assert operational.source.digest != before.source.digest
+
+
 def test_unknown_ref_and_missing_folder_are_source_errors(
     git_repo: git.Repo, tmp_path: Path
 ) -> None:
@@ -168,3 +189,37 @@ def test_folder_refuses_a_yaml_symlink_out_of_the_repository(
     assert problem.render() == (
         "policies/player-safety.yaml: file points outside the repository (through a symbolic link)"
     )
+
+
+def test_malformed_dataset_lines_are_reported_with_file_and_line(shipped_repo: Path) -> None:
+    initial = shipped_repo / "desired_state/datasets/npc_dialogue/initial.jsonl"
+    lines = initial.read_text().splitlines()
+    lines[2] = '{"prompt": "Where is the inn?"}'  # no response
+    lines[4] = "{not json"
+    initial.write_text("\n".join(lines) + "\n")
+    prompts = shipped_repo / "desired_state/datasets/story_generation/eval.jsonl"
+    prompts.write_bytes(b'{"prompt": "A tale"}\n{"prompt": "caf\xe9"}\n')
+    result = load_desired_state(shipped_repo)
+    assert result.state is None
+    rendered = [d.render() for d in result.diagnostics]
+    assert rendered == [
+        "desired_state/datasets/npc_dialogue/initial.jsonl:3:1: a training line needs string "
+        "'prompt' and 'response'; 'response' missing or not a string",
+        "desired_state/datasets/npc_dialogue/initial.jsonl:5:1: not a JSON object: Expecting "
+        "property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "desired_state/datasets/story_generation/eval.jsonl:2:1: not UTF-8 text",
+    ]
+
+
+def test_training_reads_the_datasets_of_the_ref_not_the_working_tree(
+    git_repo: git.Repo,
+) -> None:
+    root = Path(git_repo.working_tree_dir or "")
+    initial = "desired_state/datasets/npc_dialogue/initial.jsonl"
+    committed = (root / initial).read_bytes()
+    (root / initial).write_text('{"prompt": "uncommitted", "response": "edit"}\n')
+    at_head = load_desired_state(root, "HEAD").state
+    on_disk = load_desired_state(root).state
+    assert at_head is not None and on_disk is not None
+    assert at_head.dataset_text(initial).encode() == committed
+    assert "uncommitted" in on_disk.dataset_text(initial)

@@ -97,3 +97,101 @@ def test_jsonl_log_source_filters_by_use_case_and_time(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(exchange_to_json(r)) + "\n" for r in rows))
     found = list(JsonlLogSource(path).exchanges("npc-dialogue", since=100.0))
     assert [e.prompt for e in found] == ["new"]
+
+
+def test_near_duplicates_differing_by_a_word_are_removed_keeping_the_first() -> None:
+    curated = Example(
+        "s",
+        "Where can I find the blacksmith in this town?",
+        "The forge is by the well, past the old mill on the left.",
+        "initial",
+    )
+    # The same exchange with a word added to the answer and one changed in the question.
+    logged = Example(
+        "s",
+        "where can i find the blacksmith in this village",
+        "The forge is by the well, past the old mill on the left, friend.",
+        "logs",
+    )
+    assert deduplicate([curated, logged]) == [curated]
+    assert deduplicate([logged, curated]) == [logged]
+
+
+def test_same_answer_to_another_question_or_another_answer_is_not_a_duplicate() -> None:
+    base = Example("s", "Where is the inn?", "Down the lane, past the forge.", "initial")
+    other_question = Example("s", "Where is the smith?", "Down the lane, past the forge.", "logs")
+    other_answer = Example("s", "Where is the inn?", "No idea. Ask Mara at the well.", "logs")
+    assert deduplicate([base, other_question, other_answer]) == [
+        base,
+        other_question,
+        other_answer,
+    ]
+
+
+def test_the_prefix_filter_finds_exactly_what_comparing_every_pair_finds() -> None:
+    import random
+
+    from reconciler.training.examples import NEAR_DUPLICATE_JACCARD, _shingles, jaccard
+
+    rng = random.Random(5)
+    words = [
+        "the",
+        "forge",
+        "inn",
+        "well",
+        "lane",
+        "mill",
+        "smith",
+        "north",
+        "pass",
+        "wolves",
+        "coal",
+        "mara",
+        "gate",
+    ]
+    originals = [
+        (" ".join(rng.choices(words, k=6)), " ".join(rng.choices(words, k=rng.randint(3, 14))))
+        for _ in range(60)
+    ]
+    examples = []
+    for prompt, response in originals:
+        examples.append(Example("s", prompt, response, "logs"))
+        # Variants with one word swapped or appended: some near, some not.
+        edited = response.split()
+        edited[rng.randrange(len(edited))] = rng.choice(words)
+        examples.append(Example("s", prompt, " ".join(edited), "logs"))
+        examples.append(Example("s", prompt, response + " " + rng.choice(words), "logs"))
+
+    def brute_force(items: list[Example]) -> list[Example]:
+        kept: list[Example] = []
+        for e in items:
+            if any(
+                e.fingerprint == k.fingerprint
+                or (
+                    jaccard(_shingles(e.prompt), _shingles(k.prompt)) >= NEAR_DUPLICATE_JACCARD
+                    and jaccard(_shingles(e.response), _shingles(k.response))
+                    >= NEAR_DUPLICATE_JACCARD
+                )
+                for k in kept
+            ):
+                continue
+            kept.append(e)
+        return kept
+
+    expected = brute_force(examples)
+    assert deduplicate(examples) == expected
+    # The data has near-duplicates to find and distinct examples to keep.
+    assert len(originals) <= len(expected) < len(examples)
+
+
+def test_the_training_data_drops_a_logged_near_duplicate_of_curated_data() -> None:
+    curated = [
+        Example("s", "Who runs the town?", "Reeve Aldric, though the guild disagrees.", "initial"),
+        Example("s", "Is the pass safe?", "Wolves in the north pass. Travel by day.", "initial"),
+    ]
+    logged = [
+        Example("s", "who runs the town", "Reeve Aldric, though the guild disagrees, eh.", "logs")
+    ]
+    data = build_training_data(curated, logged, validation_fraction=0.5, seed=0)
+    assert {*data.train.examples, *data.validation.examples} == set(curated)
+    assert data.historical.examples == tuple(logged)  # still recorded as what was read

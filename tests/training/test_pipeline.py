@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 
 from reconciler import lineage
-from reconciler.training.lineage_tags import TRAINING_RUN, dataset_digest_tag
+from reconciler.model_loading import load_causal_lm
+from reconciler.registry.version_files import locate_model_folders
+from reconciler.training.base_models import version_files
+from reconciler.training.datasets import training_data
+from reconciler.training.fine_tune import encode_examples, mean_loss, perplexity
+from reconciler.training.lineage_tags import MODEL_NAME, TRAINING_RUN, dataset_digest_tag
 from reconciler.training.logs import JsonlLogSource, LoggedExchange, exchange_to_json
-from reconciler.training.pipeline import train
+from reconciler.training.pipeline import TRAINING_ATTEMPT, train
 from reconciler.training.registration import register_base
 from tests.training.world import World, make_world
 
@@ -73,12 +78,34 @@ def test_register_base_is_idempotent_and_tagged(
     assert tags[lineage.USE_CASE] == NPC
 
 
-def test_lora_training_lowers_validation_loss(world: World, lora_version: tuple[str, str]) -> None:
-    _, version = lora_version
+def test_the_registered_lora_version_beats_the_base_version_on_validation_loss(
+    world: World, logs: JsonlLogSource, lora_version: tuple[str, str]
+) -> None:
+    base, version = lora_version
+    use_case = world.use_case(NPC)
+    data = training_data(use_case, datasets=world.desired.dataset_contents, logs=logs)
     client = world.client()
     mv = client.get_model_version("npc-dialogue", version)
+    # The same validation examples the training run held out.
+    assert mv.tags[dataset_digest_tag("validation")] == data.validation.digest
+    assert data.validation.examples
+
+    def validation_loss(number: str) -> float:
+        """Mean loss of the registered version's own files on the validation examples."""
+        files = version_files(world.tracking.get_version("npc-dialogue", number), world.settings)
+        folders = locate_model_folders(files)
+        model, tokenizer = load_causal_lm(folders.weights, folders.tokenizer)
+        max_length = use_case.spec.training.hyperparameters.max_sequence_length
+        encoded = encode_examples(tokenizer, data.validation.examples, max_length)
+        return mean_loss(model, encoded, int(tokenizer.pad_token_id))
+
+    base_loss, trained_loss = validation_loss(base), validation_loss(version)
+    assert trained_loss < base_loss
+    assert perplexity(trained_loss) < perplexity(base_loss)
+    # What was registered is what the run measured: the base before training, the best after.
     run = client.get_run(mv.tags[TRAINING_RUN])
-    assert run.data.metrics["best_validation_loss"] < run.data.metrics["initial_validation_loss"]
+    assert run.data.metrics["initial_validation_loss"] == pytest.approx(base_loss, rel=1e-3)
+    assert run.data.metrics["best_validation_loss"] == pytest.approx(trained_loss, rel=1e-3)
     history = client.get_metric_history(run.info.run_id, "validation_loss")
     assert len(history) >= 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -100,7 +127,12 @@ def test_trained_version_carries_lineage_and_dataset_inputs(
     assert lineage.DESIRED_COMMIT in mv.tags
     for name in ("initial", "historical", "train", "validation"):
         assert mv.tags[dataset_digest_tag(name)].startswith("sha256:")
-    assert "tiny-base-npc-dialogue" in (mv.description or "")
+    assert mv.tags[MODEL_NAME] == "tiny-base-npc-dialogue"
+    assert (mv.description or "").startswith("tiny-base-npc-dialogue: a use-case copy")
+    # The logged model the version was registered from carries the use-case copy's name.
+    assert mv.source.startswith("models:/m-")
+    logged = client.get_logged_model(mv.source.removeprefix("models:/"))
+    assert logged.name == "tiny-base-npc-dialogue"
     run = client.get_run(mv.tags[TRAINING_RUN])
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert {"npc-dialogue-initial", "npc-dialogue-train", "npc-dialogue-validation"} <= set(inputs)
@@ -195,10 +227,25 @@ def test_retrain_loop_makes_one_version_per_attempt_until_it_passes(
     assert outcome.verdict is lineage.Verdict.FAILED and outcome.attempts == 2
     assert outcome.version != first
     second = world.client().get_model_version("npc-dialogue", outcome.version)
-    assert second.tags["reconciler.training.attempt"] == "2"
+    assert second.tags[TRAINING_ATTEMPT] == "2"
     run = world.client().get_run(second.tags[TRAINING_RUN])
     assert float(run.data.params["learning_rate"]) < 5e-4
     assert (
         world.client().get_model_version("npc-dialogue", first).tags[lineage.EVALUATION_VERDICT]
         == "failed"
     )
+    # Each attempt finds its own version again, never a later attempt's (same key, newer).
+    for attempt, expected in ((1, first), (2, outcome.version)):
+        again = train(
+            world.use_case(NPC),
+            world.identity(NPC),
+            world.desired,
+            repo=world.repo,
+            settings=world.settings,
+            base_version=base,
+            progress=False,
+            attempt=attempt,
+        )
+        assert again == expected
+        tags = world.client().get_model_version("npc-dialogue", again).tags
+        assert tags[TRAINING_ATTEMPT] == str(attempt)
