@@ -4,6 +4,11 @@ Run as a script (`python echo_provider.py --port N`), it is a real uvicorn serve
 the OpenAI chat and completions protocol. It answers instantly, so what a caller measures is
 everything in front of it. A user message containing `provider-fail` gets an HTTP 500; the
 answer names the model id the caller asked for, so routing can be checked end to end.
+
+Model ids choose a persona, so tests can roll out a bad model for real: an id ending in
+`-failing` always gets an HTTP 500, one ending in `-harmful` answers with a line no player
+should ever read (what the guardrails exist to stop). A message containing `show-sampling`
+gets the sampling it was asked with appended, so callers can see what was sent.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 FAILURE_MARKER = "provider-fail"
+SAMPLING_MARKER = "show-sampling"
+FAILING_MODEL_SUFFIX = "-failing"
+HARMFUL_MODEL_SUFFIX = "-harmful"
+HARMFUL_LINE = "Nobody would miss you. You should just kill yourself tonight."
 _counts = {"requests": 0}
 
 
@@ -43,9 +52,12 @@ async def chat(request: Request) -> Response:
     _counts["requests"] += 1
     body: dict[str, Any] = json.loads(await request.body())
     last = body["messages"][-1]["content"]
-    if FAILURE_MARKER in last:
+    model = str(body["model"])
+    if FAILURE_MARKER in last or model.endswith(FAILING_MODEL_SUFFIX):
         return _failure()
-    answer = f"echo[{body['model']}]: {last}"
+    answer = HARMFUL_LINE if model.endswith(HARMFUL_MODEL_SUFFIX) else f"echo[{model}]: {last}"
+    if SAMPLING_MARKER in last:
+        answer += f" (temperature={body.get('temperature')}, top_p={body.get('top_p')})"
     return JSONResponse(
         {
             "id": f"echo-{_counts['requests']}",

@@ -8,6 +8,11 @@ the load generator. LiteLLM's Router is a library, so it routes inside this proc
 Each target gets the same bounded load: a sequential pass (latency) and a concurrent pass
 (throughput). The last line printed is one JSON object with the figures.
 
+A second use case on the same gateway lists the shipped guardrail policies, so every answer
+is checked inline before it is returned: its p50 minus the unguarded gateway's is what inline
+guardrails add per response (`guardrails_p50_overhead_ms`). Its messages are varied game lines,
+each request a different one, so no answer is a cached repeat: the worst case.
+
     .venv/bin/python bench/gateway_overhead.py [--requests 2000] [--concurrency 16]
 """
 
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +50,10 @@ spec:
   generation: {temperature: 0.5, maxNewTokens: 32}
   evaluation: {prompts: desired_state/eval.jsonl}
 """
+GUARDED_YAML = USE_CASE_YAML.replace("echo-bench", "echo-guarded") + (
+    "  guardrails: [player-safety, healthy-engagement]\n"
+)
+GAME_LINES = ROOT / "tests" / "guardrails" / "data" / "labelled_outputs.jsonl"
 
 
 @contextmanager
@@ -69,17 +79,20 @@ def _prepare_world(root: Path) -> dict[str, str]:
 
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-    client.create_registered_model("echo-bench")
-    for _ in range(2):
-        client.create_model_version(
-            "echo-bench", source=str(root / "none"), tags={"reconciler.role": "external"}
+    for name in ("echo-bench", "echo-guarded"):
+        client.create_registered_model(name)
+        for _ in range(2):
+            client.create_model_version(
+                name, source=str(root / "none"), tags={"reconciler.role": "external"}
+            )
+        TrafficStore(root / "state" / "traffic.db").write(
+            name, [Route("1", 50), Route("2", 50)], writer=Writer.RECONCILER
         )
     (root / "repo" / "desired_state").mkdir(parents=True)
     (root / "repo" / "desired_state" / "eval.jsonl").write_text('{"prompt": "hi"}\n')
     (root / "repo" / "desired_state" / "echo-bench.yaml").write_text(USE_CASE_YAML)
-    TrafficStore(root / "state" / "traffic.db").write(
-        "echo-bench", [Route("1", 50), Route("2", 50)], writer=Writer.RECONCILER
-    )
+    (root / "repo" / "desired_state" / "echo-guarded.yaml").write_text(GUARDED_YAML)
+    shutil.copytree(ROOT / "policies", root / "repo" / "policies")
     return {"MLFLOW_TRACKING_URI": tracking, "RECONCILER_STATE_DIR": str(root / "state")}
 
 
@@ -133,6 +146,25 @@ def _http_call(client: httpx.AsyncClient, path: str, model: str) -> Call:
     return call
 
 
+def _varied_call(client: httpx.AsyncClient, model: str) -> Call:
+    """Each call a different benign game line, numbered so that none repeats."""
+    lines = [
+        json.loads(line)["text"]
+        for line in GAME_LINES.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not json.loads(line)["labels"]
+    ]
+    counter = iter(range(10**9))
+
+    async def call() -> None:
+        n = next(counter)
+        content = f"{lines[n % len(lines)]} ({n})"
+        body = {"model": model, "messages": [{"role": "user", "content": content}]}
+        response = await client.post("/v1/chat/completions", json=body)
+        response.raise_for_status()
+
+    return call
+
+
 def _litellm_call(provider_url: str) -> Call | None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
@@ -167,6 +199,12 @@ async def _run(args: argparse.Namespace, provider: str, gateway: str) -> dict[st
         results["gateway"] = await _bench_target(
             "gateway", _http_call(routed, "/v1/chat/completions", "echo-bench"), args
         )
+        results["unguarded"] = await _bench_target(
+            "varied", _varied_call(routed, "echo-bench"), args
+        )
+        results["guarded"] = await _bench_target(
+            "guarded", _varied_call(routed, "echo-guarded"), args
+        )
     litellm = _litellm_call(f"{provider}/v1")
     if litellm is None:
         print("litellm is not installed: `.venv/bin/pip install litellm` to compare")
@@ -177,6 +215,9 @@ async def _run(args: argparse.Namespace, provider: str, gateway: str) -> dict[st
     }
     summary["gateway_p50_overhead_ms"] = round(
         results["gateway"]["p50_ms"] - results["direct"]["p50_ms"], 3
+    )
+    summary["guardrails_p50_overhead_ms"] = round(
+        results["guarded"]["p50_ms"] - results["unguarded"]["p50_ms"], 3
     )
     if "litellm" in results:
         summary["litellm_p50_overhead_ms"] = round(

@@ -1,8 +1,10 @@
 """The guardrail watch: roll back a serving version whose critical violation rate is too high.
 
 Reads what each live version of each use case answered recently (the gateway's request log),
-runs the use case's guardrail policies over it (`guardrails.monitor`), and for every version
-whose rate of critical violations exceeds the limit does what an aborted canary does: all
+judges it with the use case's guardrail policies (`guardrails.monitor`: the inline guard's
+findings where it ran, a fresh check otherwise), and for every version whose rate of critical
+outputs (findings mapped to the `rollback` intervention) exceeds the limit does what an
+aborted canary does: all
 traffic back to the last good version, and the offender tagged rejected for this desired
 state so the next plan does not bring it back. Runs under the use case's lock.
 """
@@ -50,7 +52,14 @@ def watch_guardrails(
         if use_case.spec.guardrails
     }
     outputs = [
-        LoggedOutput(name, served.version, served.text, datetime.fromtimestamp(served.ts, UTC))
+        LoggedOutput(
+            name,
+            served.version,
+            served.text,
+            datetime.fromtimestamp(served.ts, UTC),
+            request_id=served.id or None,
+            inline_violations=served.violations,
+        )
         for name in engines
         for served in served_outputs(log_path, name, since=since)
     ]

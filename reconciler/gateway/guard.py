@@ -24,6 +24,9 @@ class GuardAction(enum.StrEnum):
     PASS = "pass"
     BLOCK = "block"
     REPLACE = "replace"
+    # Generate this output again with conservative sampling (the `adjust_parameters`
+    # intervention); the new output is judged again, and blocked if it is no better.
+    REGENERATE = "regenerate"
 
 
 @dataclass(frozen=True)

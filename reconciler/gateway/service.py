@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.gateway.backends.base import (
@@ -29,7 +29,7 @@ from reconciler.gateway.backends.base import (
     GenerationResult,
     failure_text,
 )
-from reconciler.gateway.catalog import UseCaseCatalog
+from reconciler.gateway.catalog import SamplingSettings, UseCaseCatalog
 from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.guard import (
     GuardAction,
@@ -220,6 +220,9 @@ class Gateway:
             decisions = await self.guard_queue.decide(
                 call.use_case, version, [r.text for r in results]
             )
+            results, decisions = await self._regenerate_flagged(
+                call, version, list(results), list(decisions)
+            )
             outputs = tuple(_served(r, d) for r, d in zip(results, decisions, strict=True))
         except Exception as exc:
             log.exception("the output guard failed on %s@%s", call.use_case, version)
@@ -231,6 +234,35 @@ class Gateway:
                 code="guardrail_unavailable",
             )
         return outputs, None
+
+    async def _regenerate_flagged(
+        self,
+        call: ServingCall,
+        version: str,
+        results: list[GenerationResult],
+        decisions: list[GuardDecision],
+    ) -> tuple[list[GenerationResult], list[GuardDecision]]:
+        """Outputs the guard asked to regenerate, generated once more with conservative
+        sampling and judged again; still flagged, they are blocked. The first attempt's
+        findings stay on the decision, so the version is charged with them."""
+        again = [i for i, d in enumerate(decisions) if d.action is GuardAction.REGENERATE]
+        if not again:
+            return results, decisions
+        requests = [
+            replace(call.requests[i], sampling=conservative(call.requests[i].sampling))
+            for i in again
+        ]
+        async with self.cache.lease(Target(call.use_case, version)) as backend:
+            retried = list(await backend.generate_batch(requests))
+        second = await self.guard_queue.decide(call.use_case, version, [r.text for r in retried])
+        for index, result, decision in zip(again, retried, second, strict=True):
+            labels = tuple(dict.fromkeys((*decisions[index].violations, *decision.violations)))
+            if decision.action in (GuardAction.PASS, GuardAction.REPLACE):
+                decisions[index] = replace(decision, violations=labels)
+                results[index] = result
+            else:
+                decisions[index] = GuardDecision(GuardAction.BLOCK, violations=labels)
+        return results, decisions
 
     def _record(
         self,
@@ -368,3 +400,17 @@ def _served(result: GenerationResult, decision: GuardDecision) -> ServedOutput:
         text = decision.replacement or ""
         return ServedOutput(text, result.finish_reason.value, result, decision)
     return ServedOutput(result.text, result.finish_reason.value, result, decision)
+
+
+# `adjust_parameters`: the regenerated answer is sampled close to the model's most likely one.
+CONSERVATIVE_TEMPERATURE = 0.3
+CONSERVATIVE_TOP_P = 0.8
+
+
+def conservative(sampling: SamplingSettings) -> SamplingSettings:
+    """Sampling no more adventurous than the conservative defaults."""
+    return replace(
+        sampling,
+        temperature=min(sampling.temperature, CONSERVATIVE_TEMPERATURE),
+        top_p=min(sampling.top_p, CONSERVATIVE_TOP_P),
+    )

@@ -6,7 +6,10 @@ reported as a label ``category:policy/check:severity``, which the request log ke
 output is stopped when one of its findings maps to ``block_output`` or ``rollback``. When
 masking personal data is enough to make it pass, the masked text replaces it (the player still
 gets an answer); otherwise a configured in-character fallback line replaces it, or it is
-blocked.
+blocked. A finding mapped to ``adjust_parameters`` has the gateway generate the answer again
+with conservative sampling (and judge that one). ``retrain`` and ``log_only`` findings let the
+output through, recorded: they are the monitor's and the next training's business (flagged
+outputs never become training data).
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class PolicyOutputGuard:
     def _decide(self, engine: GuardrailEngine, text: str, verdict: Verdict) -> GuardDecision:
         labels = tuple(violation_label(f) for f in verdict.findings)
         if not _stops(verdict):
+            if any(f.intervention is Intervention.ADJUST_PARAMETERS for f in verdict.findings):
+                return GuardDecision(GuardAction.REGENERATE, violations=labels)
             return GuardDecision(GuardAction.PASS, violations=labels)
         masked = mask_pii(text)
         if masked != text and not _stops(engine.check(masked)):

@@ -1,21 +1,27 @@
 """The guardrail monitor: violation rates per model version over logged outputs.
 
 The apply engine calls `monitor_outputs` on the gateway's request log (or a window of it);
-a version whose rate of critical violations exceeds the limit should be rolled back. Fewer
-outputs than ``min_outputs`` is too little evidence to judge either way, so such a version
-never counts as exceeding — the caller decides what no data means (the rollout analysis
-pauses on it).
+a version whose rate of *critical* outputs - outputs with a finding whose policy maps it to
+the `rollback` intervention (by default, the critical severity) - exceeds the limit should be
+rolled back. Fewer outputs than ``min_outputs`` is too little evidence to judge either way,
+so such a version never counts as exceeding; the caller decides what no data means.
+
+An output the gateway's inline guard already judged carries its findings as labels
+(``category:policy/check:severity``); those are counted as they are - the logged text of a
+blocked output is its replacement, so checking it again would miss what the model said - and
+were recorded in the violation store when they happened. Outputs without labels are checked
+here, and what is found is recorded once per logged request, however often the monitor runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reconciler.guardrails.engine import GuardrailEngine
+from reconciler.guardrails.engine import DEFAULT_INTERVENTIONS, GuardrailEngine
 from reconciler.guardrails.store import ViolationStore
-from reconciler.spec.model import Severity
+from reconciler.spec.model import Intervention, Severity
 
 CHECK_CHUNK = 256
 
@@ -26,6 +32,15 @@ class LoggedOutput:
     version: str
     text: str
     timestamp: datetime
+    request_id: str | None = None  # the request log's row id, so a finding is stored once
+    inline_violations: tuple[str, ...] = ()  # labels the gateway's guard attached
+
+
+@dataclass(frozen=True)
+class _Judged:
+    flagged: bool
+    critical: bool
+    categories: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -96,22 +111,16 @@ def monitor_outputs(
     counts: dict[tuple[str, str], dict[str, int]] = {}
     categories: dict[tuple[str, str], dict[str, int]] = {}
     for use_case, logged in by_use_case.items():
-        for start in range(0, len(logged), CHECK_CHUNK):
-            chunk = logged[start : start + CHECK_CHUNK]
-            verdicts = engines[use_case].check_batch([o.text for o in chunk])
-            for output, verdict in zip(chunk, verdicts, strict=True):
-                key = (use_case, output.version)
-                tally = counts.setdefault(key, {"outputs": 0, "flagged": 0, "critical": 0})
-                tally["outputs"] += 1
-                tally["flagged"] += verdict.flagged
-                tally["critical"] += verdict.severity is Severity.CRITICAL
-                per_category = categories.setdefault(key, {})
-                for category in verdict.categories:
-                    per_category[category] = per_category.get(category, 0) + 1
-                if store is not None:
-                    store.record(
-                        use_case=use_case, version=output.version, text=output.text, verdict=verdict
-                    )
+        engine = engines[use_case]
+        for output, judged in zip(logged, _judge(engine, logged, use_case, store), strict=True):
+            key = (use_case, output.version)
+            tally = counts.setdefault(key, {"outputs": 0, "flagged": 0, "critical": 0})
+            tally["outputs"] += 1
+            tally["flagged"] += judged.flagged
+            tally["critical"] += judged.critical
+            per_category = categories.setdefault(key, {})
+            for category in judged.categories:
+                per_category[category] = per_category.get(category, 0) + 1
     rates = tuple(
         VersionRates(
             use_case=use_case,
@@ -124,3 +133,60 @@ def monitor_outputs(
         for (use_case, version), tally in sorted(counts.items())
     )
     return MonitorReport(rates, critical_rate_limit, min_outputs)
+
+
+def _judge(
+    engine: GuardrailEngine,
+    logged: Sequence[LoggedOutput],
+    use_case: str,
+    store: ViolationStore | None,
+) -> list[_Judged]:
+    """Per output: its inline labels read back, or a fresh check of its text (recorded)."""
+    judged: dict[int, _Judged] = {}
+    interventions = {(c.policy, c.check.spec.name): c.intervention for c in engine.checks}
+    unchecked = []
+    for index, output in enumerate(logged):
+        if output.inline_violations:
+            judged[index] = _from_labels(output.inline_violations, interventions)
+        else:
+            unchecked.append(index)
+    for start in range(0, len(unchecked), CHECK_CHUNK):
+        chunk = unchecked[start : start + CHECK_CHUNK]
+        verdicts = engine.check_batch([logged[i].text for i in chunk])
+        for index, verdict in zip(chunk, verdicts, strict=True):
+            output = logged[index]
+            judged[index] = _Judged(
+                flagged=verdict.flagged,
+                critical=any(f.intervention is Intervention.ROLLBACK for f in verdict.findings),
+                categories=tuple(verdict.categories),
+            )
+            if store is not None:
+                store.record(
+                    use_case=use_case,
+                    version=output.version,
+                    text=output.text,
+                    verdict=verdict,
+                    source=output.request_id,
+                )
+    return [judged[i] for i in range(len(logged))]
+
+
+def _from_labels(
+    labels: Sequence[str], interventions: Mapping[tuple[str, str], Intervention]
+) -> _Judged:
+    """What the inline guard found, from its ``category:policy/check:severity`` labels."""
+    critical = False
+    categories: list[str] = []
+    for label in labels:
+        category, _, rest = label.partition(":")
+        where, _, severity = rest.rpartition(":")
+        policy, _, check = where.partition("/")
+        categories.append(category)
+        intervention = interventions.get((policy, check))
+        if intervention is None:  # a check since removed: judge by its severity's default
+            try:
+                intervention = DEFAULT_INTERVENTIONS[Severity(severity)]
+            except ValueError:
+                intervention = Intervention.LOG_ONLY
+        critical = critical or intervention is Intervention.ROLLBACK
+    return _Judged(flagged=True, critical=critical, categories=tuple(dict.fromkeys(categories)))

@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS violations (
 );
 CREATE INDEX IF NOT EXISTS violations_by_use_case ON violations (use_case, recorded_at);
 """
+# The logged request a finding came from: the monitor re-reads overlapping windows of the
+# request log, and a finding is stored once per request however often it is read.
+_SOURCE_COLUMN = "ALTER TABLE violations ADD COLUMN source TEXT"
+_SOURCE_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS violations_once_per_source "
+    "ON violations (source, policy, check_name) WHERE source IS NOT NULL"
+)
 
 
 def redact_sample(text: str, limit: int = SAMPLE_CHARS) -> str:
@@ -111,6 +118,10 @@ class ViolationStore:
             state_dir.mkdir(parents=True, exist_ok=True)
             with self._connection() as connection:
                 connection.executescript(_SCHEMA)
+                columns = {row[1] for row in connection.execute("PRAGMA table_info(violations)")}
+                if "source" not in columns:  # a store made before sources were kept
+                    connection.execute(_SOURCE_COLUMN)
+                connection.execute(_SOURCE_INDEX)
         except (OSError, sqlite3.Error) as exc:
             raise StateStoreError(f"cannot use the violation store {self.path}: {exc}") from exc
 
@@ -123,8 +134,20 @@ class ViolationStore:
         finally:
             connection.close()
 
-    def record(self, *, use_case: str, version: str, text: str, verdict: Verdict) -> int:
-        """Store one row per finding of ``verdict``; returns how many were stored."""
+    def record(
+        self,
+        *,
+        use_case: str,
+        version: str,
+        text: str,
+        verdict: Verdict,
+        source: str | None = None,
+    ) -> int:
+        """Store one row per finding of ``verdict``; returns how many were stored.
+
+        With a ``source`` (the logged request's id), findings already stored for it are
+        skipped.
+        """
         if not verdict.flagged:
             return 0
         now = self._clock().astimezone(UTC).isoformat()
@@ -140,16 +163,19 @@ class ViolationStore:
                 f.severity.value,
                 f.intervention.value,
                 sample,
+                source,
             )
             for f in verdict.findings
         ]
         with self._connection() as connection:
+            before = connection.total_changes
             connection.executemany(
-                "INSERT INTO violations (recorded_at, use_case, version, policy, check_name, "
-                "category, severity, intervention, sample) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO violations (recorded_at, use_case, version, policy, "
+                "check_name, category, severity, intervention, sample, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        return len(rows)
+            return connection.total_changes - before
 
     def violations(self, use_case: str, *, since: datetime | None = None) -> list[ViolationRecord]:
         """The use case's violations, newest first."""

@@ -136,6 +136,62 @@ def test_concurrent_outputs_are_checked_in_batches(
     assert max(guard.batches) > 1
 
 
+class CoolHeadGuard(KeywordGuard):
+    """Asks for a regeneration (adjust_parameters) of any answer sampled hotter than 0.3;
+    with `stubborn`, of every answer."""
+
+    def __init__(self, *, stubborn: bool = False) -> None:
+        self.stubborn = stubborn
+
+    def inspect_batch(
+        self, use_case: str, version: str, texts: Sequence[str]
+    ) -> list[GuardDecision]:
+        return [
+            GuardDecision()
+            if "temperature=0.3" in text and not self.stubborn
+            else GuardDecision(GuardAction.REGENERATE, None, ("tone:test/too-wild:medium",))
+            for text in texts
+        ]
+
+
+def _hot(server: GatewayServer) -> httpx.Response:
+    body = {
+        "model": "guarded-chat",
+        "temperature": 0.9,
+        "messages": [{"role": "user", "content": "a tale, show-sampling"}],
+    }
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+
+
+def test_adjust_parameters_regenerates_with_conservative_sampling(
+    tmp_path: Path, world: World, echo_provider_url: str
+) -> None:
+    with _guarded_server(tmp_path, world, echo_provider_url, CoolHeadGuard()) as server:
+        since = time.time()
+        reply = _hot(server).json()
+        server.gateway.request_log.flush()
+        log_path = server.gateway.config.request_log
+        window = window_metrics(log_path, "guarded-chat", since=since)["2"]
+    answer = reply["choices"][0]["message"]["content"]
+    assert "temperature=0.3" in answer and "top_p=0.8" in answer
+    assert reply["choices"][0]["finish_reason"] == "stop"
+    # The first answer's finding is charged to the version, and it is not training data.
+    assert window.guardrail_violations == 1
+    assert (
+        list(read_exchanges(log_path, "guarded-chat", since=since, without_violations=True)) == []
+    )
+
+
+def test_an_answer_still_flagged_after_regenerating_is_blocked(
+    tmp_path: Path, world: World, echo_provider_url: str
+) -> None:
+    guard = CoolHeadGuard(stubborn=True)
+    with _guarded_server(tmp_path, world, echo_provider_url, guard) as server:
+        reply = _hot(server).json()
+    assert reply["choices"][0]["finish_reason"] == "content_filter"
+    assert reply["choices"][0]["message"]["content"] == ""
+
+
 def test_admin_writes_are_off_without_a_token(guarded_server: GatewayServer) -> None:
     response = httpx.put(
         f"{guarded_server.url}/admin/routes/guarded-chat",

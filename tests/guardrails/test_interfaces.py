@@ -165,6 +165,50 @@ def test_monitor_rates_versions_and_says_when_to_roll_back(shipped_engine: Guard
     assert not cautious.rollback_needed
 
 
+def test_adjust_parameters_asks_the_gateway_to_regenerate(
+    shipped_policies: tuple[GuardrailPolicy, ...],
+) -> None:
+    adjusting = [
+        p.model_copy(
+            update={
+                "spec": p.spec.model_copy(
+                    update={"interventions": {s: Intervention.ADJUST_PARAMETERS for s in Severity}}
+                )
+            }
+        )
+        for p in shipped_policies
+    ]
+    guard = PolicyOutputGuard({"npc-dialogue": compile_policies(adjusting)})
+    decision = guard.inspect("npc-dialogue", "3", SELF_HARM)
+    assert decision.action is GuardAction.REGENERATE
+    assert decision.violations and decision.violated
+    assert guard.inspect("npc-dialogue", "3", FICTION).action is GuardAction.PASS
+
+
+def test_critical_means_what_the_policy_maps_to_rollback(
+    shipped_policies: tuple[GuardrailPolicy, ...], shipped_engine: GuardrailEngine
+) -> None:
+    logged = [LoggedOutput("npc-dialogue", "4", SELF_HARM, START)] * 3
+    strict = monitor_outputs(logged, {"npc-dialogue": shipped_engine}, critical_rate_limit=0.5)
+    assert strict.rollback_needed
+    # A team that only logs critical findings has asked for no rollbacks.
+    lenient = [
+        p.model_copy(
+            update={
+                "spec": p.spec.model_copy(
+                    update={"interventions": {s: Intervention.LOG_ONLY for s in Severity}}
+                )
+            }
+        )
+        for p in shipped_policies
+    ]
+    engine = compile_policies(lenient)
+    report = monitor_outputs(logged, {"npc-dialogue": engine}, critical_rate_limit=0.5)
+    rates = report.rates_of("npc-dialogue", "4")
+    assert rates is not None and rates.flagged == 3 and rates.critical == 0
+    assert not report.rollback_needed
+
+
 def test_store_redacts_and_reports(tmp_path: Path, shipped_engine: GuardrailEngine) -> None:
     store = ViolationStore(tmp_path, clock=SteppingClock())
     text = "Mail me at quinn.d@protonmail.com " + "and more words " * 30
