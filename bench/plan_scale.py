@@ -53,7 +53,7 @@ def populate(url: str, repo: Path, use_cases: int, versions: int) -> None:
 
     state = load_desired_state(repo).state
     assert state is not None
-    client = MlflowClient(tracking_uri=url)
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
 
     def one(i: int) -> None:
         name = f"bench-{i:04d}"
@@ -105,7 +105,7 @@ def time_per_version_reads(url: str, sample: list[str]) -> tuple[float, int]:
     """The baseline: aliases from the model, then every version fetched on its own."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=url)
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
     requests = 0
     started = time.perf_counter()
     for name in sample:

@@ -229,3 +229,13 @@ def test_plan_out_that_cannot_be_written_names_the_os_reason(
     assert f"error: cannot save the plan to {target}: Is a directory" in err
     assert "internal error" not in err
     assert not target.exists()
+
+
+def test_controller_refuses_a_bad_interval_before_doing_anything(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    code, _, err = run(
+        capsys, "controller", "--once", "--interval", "soon", "--repo", str(shipped_repo)
+    )
+    assert code == 1
+    assert "soon" in err and "Traceback" not in err

@@ -10,6 +10,8 @@ Progress is saved after every step, so a crash resumes at the step it was at.
 
 from __future__ import annotations
 
+import sys
+
 from reconciler.apply.aliases import rollback, set_aliases, write_routes
 from reconciler.apply.analysis import CheckResult, judge
 from reconciler.apply.journal import Cause, Control, RolloutProgress
@@ -22,17 +24,30 @@ from reconciler.spec.model import NoDataPolicy
 _CONTROL_POLL_SECONDS = 5.0
 
 
-def _bake(run: UseCaseRun, seconds: float) -> Control | None:
-    """Wait out the bake time, returning early when an operator asks for something."""
+def _bake(run: UseCaseRun, seconds: float, label: str) -> Control | None:
+    """Wait out the bake time, returning early when an operator asks for something.
+
+    On a terminal a progress bar counts the bake down in rollout time.
+    """
+    from tqdm.auto import tqdm
+
     clock, journal = run.context.clock, run.context.journal
     remaining = seconds
-    while remaining > 0:
-        chunk = min(remaining, _CONTROL_POLL_SECONDS)
-        clock.sleep(chunk)
-        remaining -= chunk
-        control = journal.pending_control(run.name)
-        if control in (Control.ABORT, Control.PAUSE, Control.PROMOTE):
-            return control
+    with tqdm(
+        total=round(seconds),
+        desc=f"{run.name}: bake {label}",
+        unit="s",
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        while remaining > 0:
+            chunk = min(remaining, _CONTROL_POLL_SECONDS)
+            clock.sleep(chunk)
+            remaining -= chunk
+            bar.update(round(seconds - remaining) - bar.n)
+            control = journal.pending_control(run.name)
+            if control in (Control.ABORT, Control.PAUSE, Control.PROMOTE):
+                return control
     return None
 
 
@@ -94,7 +109,7 @@ def progressive_shift(
             f"step {step + 1}/{len(steps)}: {candidate} at {weight}%, bake {rollout_spec.bake_time}"
         )
         window_start = clock.now()
-        control = _bake(run, bake_seconds)
+        control = _bake(run, bake_seconds, f"{weight}%")
         if control is not None:
             paused = _at(progress, step, failures, "paused by an operator")
             outcome = _obey(run, control, paused, champion=champion, candidate=candidate)

@@ -197,3 +197,88 @@ def run_guardrail_watch(
         critical_rate_limit=critical_rate_limit,
         min_outputs=min_outputs,
     )
+
+
+def run_controller_command(
+    *,
+    repo: Path,
+    ref: str | None,
+    fetch: bool,
+    interval: str,
+    watch_interval: str,
+    watch_window: str,
+    critical_rate_limit: float,
+    min_outputs: int,
+    parallelism: int,
+    time_scale: float,
+    once: bool,
+) -> int:
+    import signal
+    import threading
+
+    from reconciler.scheduler import (
+        ControllerSettings,
+        describe,
+        reconcile_once,
+        run_controller,
+        watch_once,
+    )
+    from reconciler.spec.durations import duration_seconds
+
+    try:
+        seconds = {
+            name: duration_seconds(value)
+            for name, value in (
+                ("interval", interval),
+                ("watch-interval", watch_interval),
+                ("watch-window", watch_window),
+            )
+        }
+    except ValueError as exc:
+        raise ReconcilerError(str(exc)) from None
+    settings = Settings.from_environment()
+
+    def make_context(repo: Path, desired: DesiredState, settings: Settings) -> ApplyContext:
+        return build_context(repo, desired, settings, time_scale=time_scale)
+
+    if once:
+        report = reconcile_once(
+            repo, ref, settings, make_context=make_context, fetch=fetch, parallelism=parallelism
+        )
+        click.echo(describe(report))
+        watch_once(
+            repo,
+            settings,
+            make_context=make_context,
+            window_seconds=seconds["watch-window"],
+            critical_rate_limit=critical_rate_limit,
+            min_outputs=min_outputs,
+        )
+        degraded = Health.DEGRADED in report.applied.values()
+        return 1 if report.error is not None or degraded else 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(
+        f"controller: reconciling {repo}{f' at {ref}' if ref else ''} every {interval}, "
+        f"watching guardrails every {watch_interval}; Ctrl-C to stop"
+    )
+    run_controller(
+        ControllerSettings(
+            repo=repo,
+            ref=ref,
+            fetch=fetch,
+            interval_seconds=seconds["interval"],
+            watch_interval_seconds=seconds["watch-interval"],
+            watch_window_seconds=seconds["watch-window"],
+            critical_rate_limit=critical_rate_limit,
+            min_outputs=min_outputs,
+            parallelism=parallelism,
+        ),
+        settings,
+        make_context=make_context,
+        say=click.echo,
+        stop=stop,
+    )
+    click.echo("controller stopped")
+    return 0

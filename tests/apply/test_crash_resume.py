@@ -31,7 +31,9 @@ from reconciler.settings import Settings
 from reconciler.traffic.store import TrafficStore
 
 USE_CASE = "npc-dialogue"
-TIME_SCALE = 1.5 / 1800  # 30m bakes take 1.5 s
+TIME_SCALE = 2.5 / 1800  # 30m bakes take 2.5 s
+# A window with too few requests pauses the rollout; a controller would sync again, so do we.
+FINAL_ROUNDS = 4
 
 
 def _journal_rows(db: Path, query: str) -> list[tuple[object, ...]]:
@@ -175,9 +177,12 @@ def test_kill_9_at_every_stage_then_resume_converges(
         _check_invariants(env)
     assert len(killed_at) >= 6, (killed_at, "\n".join(outputs))
 
-    final = _apply(repo, env)
-    output = final.communicate(timeout=300)[0].decode()
-    assert final.returncode == 0, output
+    for _ in range(FINAL_ROUNDS):
+        final = _apply(repo, env)
+        output = final.communicate(timeout=300)[0].decode()
+        assert final.returncode == 0, output
+        if "Suspended" not in output:
+            break
     observed = _check_invariants(env)
     model = observed.registry[USE_CASE]
     assert model is not None

@@ -53,7 +53,7 @@ def test_snapshot_from_tracking_server(mlflow_server_url: str) -> None:
 
 @pytest.mark.integration
 def test_requests_grow_with_models_not_versions(mlflow_server_url: str) -> None:
-    writer = MlflowClient(tracking_uri=mlflow_server_url)
+    writer = MlflowClient(tracking_uri=mlflow_server_url, registry_uri=mlflow_server_url)
     _populate(writer, "few-versions", 3)
     _populate(writer, "many-versions", 40)
     with CountingProxy(mlflow_server_url) as proxy:
@@ -78,7 +78,7 @@ def test_unreachable_registry_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.integration
 def test_versions_of_many_models_come_in_batches(mlflow_server_url: str) -> None:
-    writer = MlflowClient(tracking_uri=mlflow_server_url)
+    writer = MlflowClient(tracking_uri=mlflow_server_url, registry_uri=mlflow_server_url)
     names = [f"batch-{i:02d}" for i in range(30)]
     for i, name in enumerate(names):
         writer.create_registered_model(name)
