@@ -156,7 +156,13 @@ def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
     show_default=True,
     help="Roll back a version whose rate of critical violations exceeds this.",
 )
-@click.option("--min-outputs", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--min-outputs",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Fewer logged outputs than this for a version is too little to judge its rate.",
+)
 def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outputs: int) -> None:
     """Check recent live outputs against the guardrails; roll back critical offenders."""
     from reconciler.apply.session import run_guardrail_watch
@@ -182,10 +188,26 @@ def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outp
     "--watch-window", default="1h", show_default=True, help="Live traffic each watch judges."
 )
 @click.option(
-    "--critical-rate-limit", type=click.FloatRange(0.0, 1.0), default=0.01, show_default=True
+    "--critical-rate-limit",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.01,
+    show_default=True,
+    help="Roll back a version whose rate of critical violations exceeds this.",
 )
-@click.option("--min-outputs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--parallelism", type=click.IntRange(1), default=4, show_default=True)
+@click.option(
+    "--min-outputs",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Fewer logged outputs than this for a version is too little to judge its rate.",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="How many use cases to apply at once (each has its own lock).",
+)
 @click.option("--time-scale", type=float, default=1.0, show_default=True, hidden=True)
 @click.option("--once", is_flag=True, help="Run one reconcile and one watch, then exit.")
 def controller_command(

@@ -2,7 +2,8 @@
 
 - operations: one row per executed change (running / succeeded / failed / skipped), keyed by
   the desired-state digest, use case and change, for `status` and for resuming;
-- rollouts: the progress of a progressive shift (step, failed checks) so a crash resumes it;
+- rollouts: the progress of a progressive shift (the highest weight whose analysis passed,
+  failed checks) so a crash or a pause resumes it without skipping an unjudged step;
 - controls: manual gates (`pause`, `resume`, `abort`, `promote`) waiting to be obeyed;
 - history: every champion change with its cause (commit, rollback, manual, drift).
 """
@@ -33,7 +34,7 @@ CREATE INDEX IF NOT EXISTS operations_by_use_case ON operations (use_case, id);
 CREATE TABLE IF NOT EXISTS rollouts (
     use_case TEXT PRIMARY KEY, digest TEXT NOT NULL, candidate TEXT NOT NULL,
     champion TEXT NOT NULL,
-    step INTEGER NOT NULL, failures INTEGER NOT NULL, started_at REAL NOT NULL,
+    passed_weight INTEGER NOT NULL, failures INTEGER NOT NULL, started_at REAL NOT NULL,
     paused_reason TEXT
 );
 CREATE TABLE IF NOT EXISTS controls (
@@ -87,7 +88,9 @@ class RolloutProgress:
     digest: str
     candidate: str
     champion: str
-    step: int  # index into the remaining steps of the rollout
+    # The highest canary weight whose analysis passed (0: none yet). A weight, not an index:
+    # each plan lists the steps left from the live weights, so an index would point elsewhere.
+    passed_weight: int
     failures: int
     started_at: float
     paused_reason: str | None = None
@@ -101,6 +104,14 @@ class ChampionChange:
     previous: str | None
     cause: Cause
     detail: str
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Journals written before progress was kept by weight: their step indexes cannot be
+    trusted, so an in-flight rollout restarts from its first step (re-judging is safe)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
+    if columns and "passed_weight" not in columns:
+        db.execute("DROP TABLE rollouts")
 
 
 def _now() -> str:
@@ -120,6 +131,7 @@ class Journal:
             raise StateStoreError(f"cannot open the journal {self.path}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode = WAL")
+            _migrate(db)
             db.executescript(_SCHEMA)
             yield db
         except sqlite3.Error as exc:
@@ -180,8 +192,8 @@ class Journal:
     def rollout(self, use_case: str) -> RolloutProgress | None:
         with self._db() as db:
             row = db.execute(
-                "SELECT use_case, digest, candidate, champion, step, failures, started_at, "
-                "paused_reason FROM rollouts WHERE use_case = ?",
+                "SELECT use_case, digest, candidate, champion, passed_weight, failures, "
+                "started_at, paused_reason FROM rollouts WHERE use_case = ?",
                 (use_case,),
             ).fetchone()
         return None if row is None else RolloutProgress(*row)
@@ -189,14 +201,15 @@ class Journal:
     def save_rollout(self, progress: RolloutProgress) -> None:
         with self._db() as db:
             db.execute(
-                "INSERT OR REPLACE INTO rollouts (use_case, digest, candidate, champion, step, "
-                "failures, started_at, paused_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO rollouts (use_case, digest, candidate, champion, "
+                "passed_weight, failures, started_at, paused_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     progress.use_case,
                     progress.digest,
                     progress.candidate,
                     progress.champion,
-                    progress.step,
+                    progress.passed_weight,
                     progress.failures,
                     progress.started_at,
                     progress.paused_reason,

@@ -3,9 +3,11 @@
 For each remaining step: set the weights, bake, read the window's metrics for the candidate
 and judge them. A failed check does not advance the step; `failureLimit` failed checks roll
 back. A window without enough traffic is inconclusive: `onNoData: pause` suspends the rollout
-(the next apply retries it), `fail` counts a failed check. The progress deadline rolls back.
-Operators steer through the journal's controls: pause, resume, abort, promote (skip ahead).
-Progress is saved after every step, so a crash resumes at the step it was at.
+(the next apply retries the same step), `fail` counts a failed check. The progress deadline
+rolls back. Operators steer through the journal's controls: pause, resume, abort, promote
+(skip ahead). After every judged step the highest weight that passed is saved, so a crash or
+a pause resumes with the first step above it: a step is never skipped without a passing
+analysis, whatever weights the next plan starts from.
 """
 
 from __future__ import annotations
@@ -100,18 +102,20 @@ def progressive_shift(
     deadline = progress.started_at + duration_seconds(rollout_spec.progress_deadline)
     bake_seconds = duration_seconds(rollout_spec.bake_time)
     analysis = rollout_spec.analysis
-    step, failures = progress.step, progress.failures
+    passed, failures = progress.passed_weight, progress.failures
+    todo = [s for s in steps if s > passed]
+    step = 0
 
-    while step < len(steps):
-        weight = steps[step]
+    while step < len(todo):
+        weight = todo[step]
         write_routes(run, [Route(champion, 100 - weight), Route(candidate, weight)])
         run.say(
-            f"step {step + 1}/{len(steps)}: {candidate} at {weight}%, bake {rollout_spec.bake_time}"
+            f"step {step + 1}/{len(todo)}: {candidate} at {weight}%, bake {rollout_spec.bake_time}"
         )
         window_start = clock.now()
         control = _bake(run, bake_seconds, f"{weight}%")
         if control is not None:
-            paused = _at(progress, step, failures, "paused by an operator")
+            paused = _at(progress, passed, failures, "paused by an operator")
             outcome = _obey(run, control, paused, champion=champion, candidate=candidate)
             if outcome is not None:
                 return outcome
@@ -124,10 +128,11 @@ def progressive_shift(
         verdict = judge(metrics.get(candidate), analysis)
         run.say(f"analysis at {weight}%: {verdict.summary}")
         if verdict.result is CheckResult.NO_DATA and analysis.on_no_data is NoDataPolicy.PAUSE:
-            journal.save_rollout(_at(progress, step, failures, verdict.summary))
+            journal.save_rollout(_at(progress, passed, failures, verdict.summary))
             run.say("no traffic to judge: rollout paused (inconclusive, never a pass)")
             return StepResult.SUSPENDED
         if verdict.result is CheckResult.PASS:
+            passed = weight
             step += 1
         else:
             failures += 1
@@ -139,18 +144,20 @@ def progressive_shift(
             reason = f"progress deadline {rollout_spec.progress_deadline} exceeded"
             rollback(run, restore=champion, rejected=candidate, reason=reason)
             return StepResult.DEGRADED
-        journal.save_rollout(_at(progress, step, failures, None))
+        journal.save_rollout(_at(progress, passed, failures, None))
     journal.clear_rollout(run.name)
     return StepResult.DONE
 
 
-def _at(progress: RolloutProgress, step: int, failures: int, paused: str | None) -> RolloutProgress:
+def _at(
+    progress: RolloutProgress, passed_weight: int, failures: int, paused: str | None
+) -> RolloutProgress:
     return RolloutProgress(
         progress.use_case,
         progress.digest,
         progress.candidate,
         progress.champion,
-        step,
+        passed_weight,
         failures,
         progress.started_at,
         paused,

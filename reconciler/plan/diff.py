@@ -395,7 +395,9 @@ class _UseCasePlan:
 
         steps = self.use_case.spec.rollout.steps
         already = self.traffic.weight_of(candidate) if candidate else 0
-        remaining = [s for s in steps if s > already]
+        # The step the canary stands at is not known to have passed (a plan sees weights, not
+        # analyses): it is listed again, and apply skips it when the journal says it passed.
+        remaining = [s for s in steps if s >= already] if already else list(steps)
         rollout = self.use_case.spec.rollout
         notes = []
         if already and challenger == candidate:

@@ -31,6 +31,7 @@ PRETRAIN_STEPS = 1000
 PRETRAIN_BLOCK = 64
 PRETRAIN_BATCH = 16
 PRETRAIN_LEARNING_RATE = 3e-3
+PRETRAIN_THREADS = 2
 
 BUILT_IN_CORPUS = (
     "System: You are an NPC in the frontier town of Emberfall. Stay in character.",
@@ -154,7 +155,7 @@ def _pretrain(model: Any, tokenizer: Any, texts: Sequence[str], *, steps: int, s
         ]
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(PRETRAIN_THREADS)
     try:
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LEARNING_RATE)

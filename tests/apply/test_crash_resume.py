@@ -34,6 +34,7 @@ USE_CASE = "npc-dialogue"
 TIME_SCALE = 2.5 / 1800  # 30m bakes take 2.5 s
 # A window with too few requests pauses the rollout; a controller would sync again, so do we.
 FINAL_ROUNDS = 4
+ATTEMPTS_PER_POINT = 4
 
 
 def _journal_rows(db: Path, query: str) -> list[tuple[object, ...]]:
@@ -58,11 +59,11 @@ def operation(action: str, status: str, nth: int = 1) -> Callable[[Path], bool]:
     return reached
 
 
-def canary_step(step: int) -> Callable[[Path], bool]:
+def canary_passed(weight: int) -> Callable[[Path], bool]:
     def reached(db: Path) -> bool:
-        return bool(_journal_rows(db, f"SELECT 1 FROM rollouts WHERE step >= {step}"))
+        return bool(_journal_rows(db, f"SELECT 1 FROM rollouts WHERE passed_weight >= {weight}"))
 
-    reached.__name__ = f"canary-step-{step}"
+    reached.__name__ = f"canary-passed-{weight}"
     return reached
 
 
@@ -71,8 +72,8 @@ CRASH_POINTS = [
     operation("promote", "succeeded"),  # the base serves
     operation("train", "running"),
     operation("evaluate", "running"),
-    canary_step(1),
-    canary_step(3),
+    canary_passed(10),
+    canary_passed(50),
     operation("promote", "running", nth=2),
 ]
 
@@ -92,7 +93,10 @@ def demo_world(
     spec = shipped_repo / "desired_state" / "npc-dialogue.yaml"
     spec.write_text(
         # A few training steps are enough to exercise every stage.
-        spec.read_text().replace("{epochs: 3,", "{epochs: 1, maxSteps: 6,")
+        spec.read_text()
+        .replace("{epochs: 3,", "{epochs: 1, maxSteps: 6,")
+        # 2.5-second bakes at a 10% canary see a handful of requests, not the shipped 20.
+        .replace("failureLimit: 2", "failureLimit: 2\n      minRequests: 5")
     )
     env = {
         **os.environ,
@@ -163,19 +167,25 @@ def test_kill_9_at_every_stage_then_resume_converges(
     killed_at = []
     outputs = []
     for reached in CRASH_POINTS:
-        process = _apply(repo, env)
-        deadline = time.monotonic() + 240
-        while not reached(journal) and process.poll() is None:
-            assert time.monotonic() < deadline, f"{reached.__name__} never reached"
-            time.sleep(0.02)
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            killed_at.append(reached.__name__)
-        assert process.stdout is not None
-        outputs.append(f"--- until {reached.__name__}\n" + process.stdout.read().decode())
-        process.wait()
-        _check_invariants(env)
-    assert len(killed_at) >= 6, (killed_at, "\n".join(outputs))
+        # An apply that ends before the crash point (a window paused for too little traffic on
+        # a loaded machine) is simply applied again, as a controller would.
+        for _ in range(ATTEMPTS_PER_POINT):
+            process = _apply(repo, env)
+            deadline = time.monotonic() + 240
+            while not reached(journal) and process.poll() is None:
+                assert time.monotonic() < deadline, f"{reached.__name__} never reached"
+                time.sleep(0.02)
+            killed = process.poll() is None
+            if killed:
+                os.kill(process.pid, signal.SIGKILL)
+                killed_at.append(reached.__name__)
+            assert process.stdout is not None
+            outputs.append(f"--- until {reached.__name__}\n" + process.stdout.read().decode())
+            process.wait()
+            _check_invariants(env)
+            if killed or reached(journal):
+                break
+    assert len(killed_at) >= len(CRASH_POINTS) - 1, (killed_at, "\n".join(outputs))
 
     for _ in range(FINAL_ROUNDS):
         final = _apply(repo, env)

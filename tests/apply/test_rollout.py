@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -10,13 +11,14 @@ import pytest
 
 from reconciler import lineage
 from reconciler.apply.engine import apply_plan
-from reconciler.apply.journal import Cause, Control
+from reconciler.apply.journal import Cause, Control, RolloutProgress
 from reconciler.apply.status import use_case_status
 from reconciler.health import Health, Sync
 from reconciler.observe.observer import observe
 from reconciler.observe.state import Route
 from reconciler.plan.diff import diff, live_routes
 from reconciler.plan.model import Plan
+from reconciler.traffic.store import Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
 
 
@@ -104,6 +106,33 @@ def test_paused_rollout_resumes_at_its_step(
     assert "resuming at 10%" in resumed.changes[0].reason
     assert apply_plan(resumed, world.context()).health is Health.HEALTHY
     assert world.aliases()["champion"] == "3"
+    # The step that paused was judged again, not taken as passed.
+    analyses = [line.split("analysis at ")[1] for line in world.lines if "analysis at" in line]
+    assert analyses[0].startswith("10%: 0 requests")
+    assert analyses[1].startswith("10%: passed")
+
+
+def test_a_resumed_rollout_skips_only_steps_whose_analysis_passed(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    # A crash right after 25% passed, before the weights moved on: the canary stands at 25%.
+    world.registry.set_alias(USE_CASE, "challenger", "3")
+    world.registry.set_model_tag(
+        USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "2", "challenger": "3"})
+    )
+    world.traffic.write(USE_CASE, [Route("2", 75), Route("3", 25)], writer=Writer.RECONCILER)
+    digest = world.desired.identities[USE_CASE].digest
+    world.journal.save_rollout(RolloutProgress(USE_CASE, digest, "3", "2", 25, 0, time.time()))
+    served_traffic(never_fails)
+
+    plan = plan_now(world)
+    assert plan.changes[0].after is not None
+    assert plan.changes[0].after["steps"] == [25, 50, 75, 100]
+    assert apply_plan(plan, world.context()).health is Health.HEALTHY
+
+    judged = [line.split("analysis at ")[1][:3] for line in world.lines if "analysis at" in line]
+    assert judged == ["50%", "75%", "100"]
+    assert world.aliases() == {"champion": "3", "previous": "2"}
 
 
 def test_operator_abort_during_bake_rolls_back(
