@@ -15,6 +15,8 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.settings import Settings
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.traffic.interface import TrafficReader
+from reconciler.traffic.remote import GatewayTrafficReader
 from reconciler.traffic.store import TrafficStore
 
 
@@ -32,7 +34,10 @@ def make_plan(
     settings: Settings,
     *,
     only: Sequence[str] | None = None,
+    local_traffic: bool = False,
 ) -> PlanResult:
+    """`local_traffic` reads the route table from the state folder even when
+    `RECONCILER_GATEWAY_URL` is set (apply must see the table it is about to write)."""
     loaded = load_desired_state(repo, ref)
     if loaded.state is None:
         return PlanResult(None, loaded.diagnostics)
@@ -43,5 +48,12 @@ def make_plan(
             known = ", ".join(u.name for u in desired.use_cases)
             raise ReconcilerError(f"unknown use case {', '.join(unknown)} (known: {known})")
     registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
-    observed = observe(desired, registry, TrafficStore(settings.traffic_db))
+    observed = observe(desired, registry, traffic_reader(settings, local=local_traffic))
     return PlanResult(diff(desired, observed, only=only), loaded.diagnostics, desired, observed)
+
+
+def traffic_reader(settings: Settings, *, local: bool = False) -> TrafficReader:
+    """The gateway's route table over HTTP when one is configured, else the state folder's."""
+    if settings.gateway_url and not local:
+        return GatewayTrafficReader(settings.gateway_url, token=settings.gateway_token)
+    return TrafficStore(settings.traffic_db)

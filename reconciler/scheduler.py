@@ -76,7 +76,7 @@ def reconcile_once(
     try:
         if fetch:
             fetch_remotes(repo)
-        made = make_plan(repo, ref, settings)
+        made = make_plan(repo, ref, settings, local_traffic=True)
         if made.plan is None or made.desired is None:
             shown = "; ".join(d.render() for d in made.diagnostics[:5])
             return CycleReport(None, error=f"the desired state is invalid: {shown}")

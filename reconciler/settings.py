@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_DIR_ENV = "RECONCILER_STATE_DIR"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+# A running gateway to read the route table from, where the state folder is not at hand.
+GATEWAY_URL_ENV = "RECONCILER_GATEWAY_URL"
+GATEWAY_TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
 # Registered versions' files, shared by the gateway, training and evaluation.
 MODEL_CACHE_DIR = "model-cache"
 
@@ -28,6 +31,8 @@ class Settings:
     registry_uri: str
     artifact_root: Path
     state_dir: Path
+    gateway_url: str | None = None
+    gateway_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(
@@ -44,6 +49,8 @@ class Settings:
             registry_uri=registry,
             artifact_root=_artifact_root(tracking, base) or mlruns / "artifacts",
             state_dir=state if state.is_absolute() else base / state,
+            gateway_url=env.get(GATEWAY_URL_ENV) or None,
+            gateway_token=env.get(GATEWAY_TOKEN_ENV) or None,
         )
 
     @property

@@ -101,7 +101,7 @@ def run_apply(
     if planfile is not None:
         plan, desired = _saved_plan(planfile, repo, ref, only)
     else:
-        made = make_plan(repo, ref, settings, only=only)
+        made = make_plan(repo, ref, settings, only=only, local_traffic=True)
         if made.plan is None or made.desired is None:
             for diagnostic in made.diagnostics:
                 click.echo(diagnostic.render(), err=True)

@@ -6,8 +6,9 @@
 4. start simulated players, so every bake window has live traffic to judge;
 5. `apply` the plan: register, serve the base, train, evaluate, canary through every step,
    promote; bake times are scaled down (`--time-scale`) so 30 minutes take seconds. Like a
-   controller's sync loop, apply runs again while a rollout is paused for lack of traffic
-   (a window with too few requests is inconclusive and resumes at the same step);
+   controller's sync loop, each use case is applied on its own, and again while its rollout
+   is paused for lack of traffic (a window with too few requests is inconclusive and
+   resumes at the same step);
 6. print the status of every use case.
 
 Honours MLFLOW_TRACKING_URI and RECONCILER_STATE_DIR like every command.
@@ -19,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reconciler.child_process import free_port
@@ -28,7 +30,7 @@ from reconciler.settings import Settings
 DEFAULT_TIME_SCALE = 20 / 1800
 TINY_MODEL = Path("models/tiny-base")
 # As in a game: players talk to NPCs far more often than factions decide or the narrator writes.
-DEMO_CONNECTIONS = {"npc-dialogue": 6, "faction-decision": 3, "story-generation": 2}
+DEMO_CONNECTIONS = {"npc-dialogue": 6, "faction-decision": 4, "story-generation": 2}
 
 
 MAX_ROUNDS = 4
@@ -39,6 +41,56 @@ def _say(message: str) -> None:
     print(f"\n== [{time.monotonic() - _STARTED:4.0f}s] {message}", flush=True)
 
 
+def _converge(repo: Path, use_cases: list[str], time_scale: float) -> int:
+    """Apply every use case on its own until it is no longer paused for lack of traffic.
+
+    As a controller syncs each application independently: a use case whose canary window saw
+    too few requests is applied again at once (and resumes at that step), not after the
+    slowest rollout of the others has finished.
+    """
+    from reconciler.apply.session import collect_status
+
+    collect_status(repo, None)  # creates the registry and journal stores once, before threads
+    with ThreadPoolExecutor(max_workers=len(use_cases), thread_name_prefix="demo") as pool:
+        codes = list(pool.map(lambda name: _converge_one(repo, name, time_scale), use_cases))
+    return max(codes, default=0)
+
+
+def _converge_one(repo: Path, name: str, time_scale: float) -> int:
+    from reconciler.apply.session import collect_status, run_apply
+    from reconciler.health import Health
+
+    code = 0
+    for round_ in range(1, MAX_ROUNDS + 1):
+        _say(f"apply {name}" if round_ == 1 else f"apply {name} again (round {round_})")
+        code = run_apply(
+            planfile=None,
+            repo=repo,
+            ref=None,
+            auto_approve=True,
+            only=[name],
+            lock_timeout=60,
+            time_scale=time_scale,
+            interactive=False,
+        )
+        health = {s.name: s.health for s in collect_status(repo, None)}
+        if code != 0 or health.get(name) is not Health.SUSPENDED:
+            break
+        print(f"{name}: paused for lack of traffic; applying again")
+    return code
+
+
+def _print_status(repo: Path) -> None:
+    from reconciler.apply.session import collect_status
+
+    for status in collect_status(repo, None):
+        traffic = ", ".join(f"{v}={w}%" for v, w in status.traffic)
+        print(
+            f"{status.name:<20} {status.sync.value:<10} {status.health.value:<12} "
+            f"champion {status.champion}  traffic {traffic}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reconciler.demo", description=__doc__)
     parser.add_argument("--repo", type=Path, default=Path("."))
@@ -46,17 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repo: Path = args.repo
     settings = Settings.from_environment()
+    # Per-file download bars of artifacts that take milliseconds only bury the demo's story.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from reconciler.apply.session import collect_status, run_apply
+    from transformers.utils import logging as transformers_logging
+
     from reconciler.demo.players import Players
     from reconciler.demo.provider import running_provider
     from reconciler.gateway.config import GatewayConfig
     from reconciler.gateway.server import GatewayServer, build_gateway
     from reconciler.guardrails.hook import PolicyOutputGuard
     from reconciler.guardrails.store import ViolationStore
-    from reconciler.health import Health
     from reconciler.spec.loader import load_desired_state
     from reconciler.training.tiny_model import build_tiny_model, shipped_dataset_texts
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     desired = load_desired_state(repo).state
     if desired is None:
@@ -85,35 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             players = Players(gateway.url, prompts, connections=DEMO_CONNECTIONS).start()
             try:
-                for round_ in range(1, MAX_ROUNDS + 1):
-                    _say("apply" if round_ == 1 else f"apply again (round {round_})")
-                    code = run_apply(
-                        planfile=None,
-                        repo=repo,
-                        ref=None,
-                        auto_approve=True,
-                        only=None,
-                        lock_timeout=60,
-                        time_scale=args.time_scale,
-                        parallelism=len(desired.use_cases),
-                        interactive=False,
-                    )
-                    paused = [
-                        s.name for s in collect_status(repo, None) if s.health is Health.SUSPENDED
-                    ]
-                    if code != 0 or not paused:
-                        break
-                    print(f"paused for lack of traffic: {', '.join(paused)}")
+                code = _converge(repo, [u.name for u in desired.use_cases], args.time_scale)
             finally:
                 players.stop()
             print(f"players sent {players.sent} requests ({players.failed} without an answer)")
     _say("status")
-    for status in collect_status(repo, None):
-        traffic = ", ".join(f"{v}={w}%" for v, w in status.traffic)
-        print(
-            f"{status.name:<20} {status.sync.value:<10} {status.health.value:<12} "
-            f"champion {status.champion}  traffic {traffic}"
-        )
+    _print_status(repo)
     _say(f"demo finished (apply exit code {code})")
     return code
 

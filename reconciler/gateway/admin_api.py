@@ -120,6 +120,30 @@ async def all_routes(request: Request) -> dict[str, Any]:
     return {"use_cases": [_routes_view(gateway, n) for n in gateway.watcher.known_use_cases()]}
 
 
+@admin_router.get("/admin/traffic")
+async def traffic_table(request: Request) -> dict[str, Any]:
+    """The route table as the planner observes it (routes, last-applied routes, generation)
+    for the `use_case` query parameters (all use cases in the table when none): what
+    `RECONCILER_GATEWAY_URL` lets a plan on a CI runner read."""
+    gateway = _gateway(request)
+    names = request.query_params.getlist("use_case") or await asyncio.to_thread(
+        gateway.store.use_cases
+    )
+    snapshots = await asyncio.to_thread(gateway.store.snapshot, names)
+    return {
+        "use_cases": {
+            name: {
+                "routes": [r.as_json() for r in snapshot.routes],
+                "applied": None
+                if snapshot.applied is None
+                else [r.as_json() for r in snapshot.applied],
+                "generation": snapshot.generation,
+            }
+            for name, snapshot in snapshots.items()
+        }
+    }
+
+
 @admin_router.get("/admin/routes/{use_case}")
 async def one_route(request: Request, use_case: str) -> dict[str, Any]:
     gateway = _gateway(request)

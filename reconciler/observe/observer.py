@@ -7,11 +7,11 @@ from types import MappingProxyType
 from reconciler.observe.state import ObservedState
 from reconciler.registry.interface import RegistryReader
 from reconciler.spec.loader import DesiredState
-from reconciler.traffic.store import TrafficStore
+from reconciler.traffic.interface import TrafficReader
 
 
 def observe(
-    desired: DesiredState, registry: RegistryReader, traffic: TrafficStore
+    desired: DesiredState, registry: RegistryReader, traffic: TrafficReader
 ) -> ObservedState:
     names = [use_case.spec.registered_model for use_case in desired.use_cases]
     models = registry.snapshot(names)
