@@ -77,14 +77,20 @@ def source_line(plan: Plan) -> str:
 def summary_line(plan: Plan) -> str:
     summary = plan.summary()
     if not plan.has_changes:
+        if summary["use_cases"] == 1:
+            return "No changes. 1 use case is in sync."
         return f"No changes. {summary['use_cases']} use cases are in sync."
     counts = ", ".join(f"{n} {a}" for a, n in summary["by_action"].items() if n)
     drift = f", {summary['drift']} restoring drift" if summary["drift"] else ""
+    changed = summary["use_cases"] - summary["in_sync"]
     return (
-        f"Plan: {summary['changes']} changes in "
-        f"{summary['use_cases'] - summary['in_sync']} use cases ({counts}{drift}); "
-        f"{summary['in_sync']} in sync."
+        f"Plan: {_count(summary['changes'], 'change')} in {_count(changed, 'use case')} "
+        f"({counts}{drift}); {summary['in_sync']} in sync."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def render_text(plan: Plan, *, colour: bool = False, show_noop: bool = True) -> str:

@@ -56,3 +56,11 @@ def test_json_shape(fresh_plan: Plan) -> None:
         "faction-decision",
         "story-generation",
     }
+
+
+def test_summary_counts_agree_in_number() -> None:
+    state = load_desired_state(ROOT).state
+    assert state is not None
+    one = diff(state, ObservedState(registry={}, traffic={}), only=["story-generation"])
+    line = render_text(one).rstrip().splitlines()[-1]
+    assert line.startswith("Plan: ") and " in 1 use case (" in line, line
