@@ -17,6 +17,7 @@ import click
 
 from reconciler import __version__
 from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
+from reconciler.cli_options import repo_option
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
@@ -27,13 +28,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
-repo_option = click.option(
-    "--repo",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Folder (or git repository) holding desired_state/ and policies/.",
-)
 ref_option = click.option(
     "--ref", default=None, help="Read the desired state from this git ref (branch, tag, sha)."
 )
@@ -67,7 +61,7 @@ def _print_diagnostics(diagnostics: tuple[Diagnostic, ...], output: str) -> None
 
 
 @cli.command()
-@repo_option
+@repo_option()
 @ref_option
 @click.option(
     "--output",
@@ -126,7 +120,7 @@ def schema() -> None:
 
 
 @cli.command()
-@repo_option
+@repo_option()
 @ref_option
 @click.option(
     "--output",

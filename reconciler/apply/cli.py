@@ -9,19 +9,17 @@ from pathlib import Path
 import click
 
 from reconciler.apply.journal import Control
-
-repo_option = click.option(
-    "--repo",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Folder (or git repository) holding desired_state/ and policies/.",
+from reconciler.cli_options import (
+    critical_rate_limit_option,
+    min_outputs_option,
+    parallelism_option,
+    repo_option,
 )
 
 
 @click.command("apply")
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@repo_option
+@repo_option()
 @click.option("--ref", default=None, help="Read the desired state from this git ref.")
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--use-case", "use_cases", multiple=True, help="Apply only these use cases.")
@@ -39,13 +37,7 @@ repo_option = click.option(
     show_default=True,
     help="Multiply bake times (0.001 turns 30m into 1.8s, for demos and tests).",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="How many use cases to apply at once (each has its own lock).",
-)
+@parallelism_option
 def apply_command(
     planfile: Path | None,
     repo: Path,
@@ -74,7 +66,7 @@ def apply_command(
 
 
 @click.command("status")
-@repo_option
+@repo_option()
 @click.option("--ref", default=None)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status_command(repo: Path, ref: str | None, output: str) -> None:
@@ -137,7 +129,7 @@ promote_command = _control_command(
 
 @click.command("rollback")
 @click.argument("use_case")
-@repo_option
+@repo_option()
 @click.option("--to", "to_version", default=None, help="Version to restore (default: previous).")
 def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
     """Restore the previous champion (or --to VERSION) with all traffic, now."""
@@ -147,22 +139,10 @@ def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
 
 
 @click.command("monitor")
-@repo_option
+@repo_option()
 @click.option("--since", default="1h", show_default=True, help="How much recent traffic to check.")
-@click.option(
-    "--critical-rate-limit",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.01,
-    show_default=True,
-    help="Roll back a version whose rate of critical violations exceeds this.",
-)
-@click.option(
-    "--min-outputs",
-    type=click.IntRange(1),
-    default=20,
-    show_default=True,
-    help="Fewer logged outputs than this for a version is too little to judge its rate.",
-)
+@critical_rate_limit_option
+@min_outputs_option
 def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outputs: int) -> None:
     """Check recent live outputs against the guardrails; roll back critical offenders."""
     from reconciler.apply.session import run_guardrail_watch
@@ -173,7 +153,7 @@ def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outp
 
 
 @click.command("controller")
-@repo_option
+@repo_option()
 @click.option(
     "--ref",
     default=None,
@@ -187,27 +167,9 @@ def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outp
 @click.option(
     "--watch-window", default="1h", show_default=True, help="Live traffic each watch judges."
 )
-@click.option(
-    "--critical-rate-limit",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.01,
-    show_default=True,
-    help="Roll back a version whose rate of critical violations exceeds this.",
-)
-@click.option(
-    "--min-outputs",
-    type=click.IntRange(1),
-    default=20,
-    show_default=True,
-    help="Fewer logged outputs than this for a version is too little to judge its rate.",
-)
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="How many use cases to apply at once (each has its own lock).",
-)
+@critical_rate_limit_option
+@min_outputs_option
+@parallelism_option
 @click.option("--time-scale", type=float, default=1.0, show_default=True, hidden=True)
 @click.option("--once", is_flag=True, help="Run one reconcile and one watch, then exit.")
 def controller_command(

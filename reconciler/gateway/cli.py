@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reconciler.cli_options import repo_option
+
 if TYPE_CHECKING:
     from reconciler.gateway.guard import OutputGuard
     from reconciler.spec.loader import DesiredState
@@ -19,13 +21,9 @@ _WARM_UP_TEXT = "Welcome to the inn, traveller. The road north is safe today."
 @click.command("gateway")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--repo",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Folder holding desired_state/ (the use cases served, their generation settings) "
-    "and policies/ (the guardrails they list).",
+@repo_option(
+    "Folder holding desired_state/ (the use cases served, their generation settings) "
+    "and policies/ (the guardrails they list)."
 )
 @click.option(
     "--max-loaded-models",

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from reconciler.cli_options import repo_option
+
 if TYPE_CHECKING:
     from reconciler.guardrails.engine import GuardrailEngine
 
@@ -75,13 +77,7 @@ def _render_text(number: int, verdict: dict[str, Any]) -> str:
 
 
 @guardrails.command()
-@click.option(
-    "--repo",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Folder holding desired_state/ and policies/.",
-)
+@repo_option("Folder holding desired_state/ and policies/.")
 @click.option("--policy", default=None, help="Apply only this policy (default: all of them).")
 @click.option(
     "--input",

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import click
 
-repo_option = click.option(
-    "--repo",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("."),
-    show_default=True,
-    help="Folder holding desired_state/ and policies/ (read as it is on disk).",
+from reconciler.cli_options import repo_option as shared_repo_option
+
+repo_option = shared_repo_option(
+    "Folder holding desired_state/ and policies/ (read as it is on disk)."
 )
 
 
