@@ -11,17 +11,17 @@ class Sync(enum.StrEnum):
 
 
 class Health(enum.StrEnum):
+    """Best first: `worst()` picks by this order."""
+
     HEALTHY = "Healthy"
-    PROGRESSING = "Progressing"
-    SUSPENDED = "Suspended"
-    DEGRADED = "Degraded"
+    PROGRESSING = "Progressing"  # a rollout is under way
+    SUSPENDED = "Suspended"  # waits for traffic, an operator, or the next apply
+    MISSING = "Missing"  # nothing serves it: no live routes
+    DEGRADED = "Degraded"  # failed, or rolled back: needs attention
 
     @property
     def rank(self) -> int:
         return list(Health).index(self)
-
-    def is_worse(self, other: Health) -> bool:
-        return self.rank > other.rank
 
 
 def worst(healths: list[Health]) -> Health:

@@ -29,7 +29,7 @@ BASE_MODEL = "reconciler.base_model"
 BASE_REVISION = "reconciler.base_revision"
 DESIRED_COMMIT = "reconciler.desired_commit"
 USE_CASE = "reconciler.use_case"
-EVALUATION_VERDICT = "reconciler.evaluation.verdict"  # passed | failed
+EVALUATION_VERDICT = "reconciler.evaluation.verdict"  # passed | failed | incomplete
 EVALUATION_DIGEST = "reconciler.evaluation.digest"  # use-case digest the verdict was made for
 EVALUATION_REASON = "reconciler.evaluation.reason"
 EVALUATION_RUN = "reconciler.evaluation.run_id"
@@ -41,5 +41,8 @@ APPLIED_ALIASES = "reconciler.applied_aliases"  # JSON {alias: version} the reco
 
 
 class Verdict(enum.StrEnum):
+    """The evaluation gate's verdict on a version, for one desired-state digest."""
+
     PASSED = "passed"
-    FAILED = "failed"
+    FAILED = "failed"  # final for that digest
+    INCOMPLETE = "incomplete"  # the evaluation could not finish (e.g. provider down): retried

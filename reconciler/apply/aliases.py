@@ -1,4 +1,5 @@
-"""Alias moves and route writes, each recorded as applied so drift can be told from them."""
+"""Alias moves and route writes, each recorded as applied so drift can be told from them;
+and the two moves that end a rollout: promote and roll back."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import json
 from collections.abc import Mapping
 
 from reconciler import lineage
+from reconciler.apply.context import UseCaseRun
 from reconciler.apply.journal import Cause
-from reconciler.apply.run import UseCaseRun
+from reconciler.errors import ReconcilerError
 from reconciler.lineage import Alias
 from reconciler.observe.state import Route
+from reconciler.rollout.state import Phase, PromotionBasis
 from reconciler.traffic.store import Writer
+
+
+class PromotionNotEarnedError(ReconcilerError):
+    """A promotion with no passed analysis at the last step (and no operator's promote)."""
+
 
 HISTORY_TAG = "reconciler.history"
 _HISTORY_KEPT = 20
@@ -52,9 +60,43 @@ def record_champion(run: UseCaseRun, version: str, previous: str | None, cause: 
     run.say(f"champion {previous or '-'} → {version} ({change.cause.value})")
 
 
-def write_routes(run: UseCaseRun, routes: list[Route]) -> None:
+def write_routes(run: UseCaseRun, routes: list[Route] | tuple[Route, ...]) -> None:
     live = [r for r in routes if r.weight > 0]
     run.context.traffic.write(run.name, live, writer=Writer.RECONCILER)
+
+
+def earned_promotion(run: UseCaseRun, *, candidate: str, champion: str) -> PromotionBasis:
+    """What entitles `candidate` to replace `champion`, from the journal; raises if nothing.
+
+    A passed analysis at the final stage of this candidate's rollout against this champion,
+    for this desired state - or an operator's promote of that rollout. Checked right before
+    the aliases move, whoever asks (the rollout machine, or a plan's promote change).
+    """
+    basis = run.context.journal.promotion_basis(
+        run.name, digest=run.identity.digest, candidate=candidate, champion=champion
+    )
+    if basis is None:
+        raise PromotionNotEarnedError(
+            f"{candidate} has no passed analysis at its last step against champion {champion} "
+            "for this desired state, and no operator promoted it: the rollout must finish "
+            "first (apply again, or `reconciler promote` to skip the remaining steps)"
+        )
+    return basis
+
+
+def promote(run: UseCaseRun, *, candidate: str, champion: str) -> None:
+    """All traffic to `candidate`, which becomes champion; `champion` becomes previous."""
+    basis = earned_promotion(run, candidate=candidate, champion=champion)
+    write_routes(run, [Route(candidate, 100)])
+    set_aliases(
+        run,
+        {
+            Alias.CHAMPION.value: candidate,
+            Alias.PREVIOUS.value: champion,
+            Alias.CHALLENGER.value: None,
+        },
+        cause=Cause.MANUAL if basis is PromotionBasis.OPERATOR else Cause.COMMIT,
+    )
 
 
 def rollback(
@@ -74,5 +116,15 @@ def rollback(
         {Alias.CHAMPION.value: restore, Alias.CHALLENGER.value: None},
         cause=cause,
     )
-    run.context.journal.clear_rollout(run.name)
+    rollout = run.context.journal.rollout(run.name)
+    if (
+        rollout is not None
+        and rollout.active
+        and rollout.phase is not Phase.ROLLING_BACK
+        and rollout.candidate == rejected
+    ):
+        # Rolled back from outside the rollout (the guardrail watch, an operator): the rollout
+        # is over, and status must not keep calling it in progress.
+        ended = rollout.evolve(phase=Phase.ROLLED_BACK, message=f"rolled back: {reason}")
+        run.context.journal.save_rollout(ended)
     run.say(f"rolled back to {restore}; {rejected} rejected: {reason}")

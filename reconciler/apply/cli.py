@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from reconciler.apply.journal import Control
 from reconciler.cli_options import (
     critical_rate_limit_option,
     min_outputs_option,
     parallelism_option,
     repo_option,
 )
+from reconciler.rollout.state import Control
 
 
 @click.command("apply")
@@ -49,7 +48,7 @@ def apply_command(
     parallelism: int,
 ) -> None:
     """Apply a saved PLANFILE exactly, or plan now and apply after confirmation."""
-    from reconciler.apply.session import run_apply
+    from reconciler.apply.commands import run_apply
 
     code = run_apply(
         planfile=planfile,
@@ -70,47 +69,40 @@ def apply_command(
 @click.option("--ref", default=None)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status_command(repo: Path, ref: str | None, output: str) -> None:
-    """Sync and health of every use case, its champion, challenger and traffic."""
-    from reconciler.apply.session import collect_status
+    """Sync and health of every use case: champion, traffic, and any rollout and why it waits."""
+    from reconciler.apply.commands import collect_status
+    from reconciler.apply.views import status_json, status_text
 
     statuses = collect_status(repo, ref)
-    if output == "json":
-        click.echo(json.dumps({"use_cases": [s.as_json() for s in statuses]}, indent=2))
-        return
-    for s in statuses:
-        traffic = ", ".join(f"{v}={w}%" for v, w in s.traffic) or "no routes"
-        click.echo(
-            f"{s.name:<24} {s.sync.value:<10} {s.health.value:<12} champion {s.champion or '-'}"
-            f"  challenger {s.challenger or '-'}  traffic {traffic}"
-        )
-        click.echo(f"{'':<24} {s.message}")
+    click.echo(status_json(statuses) if output == "json" else status_text(statuses))
 
 
 @click.command("history")
 @click.argument("use_case")
+@repo_option()
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def history_command(use_case: str, output: str) -> None:
-    """Every champion change of USE_CASE: when, which version, and why."""
-    from reconciler.apply.session import journal
+def history_command(use_case: str, repo: Path, output: str) -> None:
+    """Every champion change of USE_CASE and every rollout analysis behind it."""
+    from reconciler.apply.commands import journal, known_use_case
+    from reconciler.apply.views import history_json, history_text
 
-    changes = journal().history(use_case)
+    known_use_case(repo, use_case)
+    store = journal()
+    changes, judgements = store.history(use_case), store.judgements(use_case)
     if output == "json":
-        click.echo(json.dumps([c.__dict__ | {"cause": c.cause.value} for c in changes], indent=2))
-        return
-    if not changes:
-        click.echo(f"No champion changes recorded for {use_case}.")
-    for c in changes:
-        click.echo(f"{c.at}  {c.previous or '-'} → {c.version}  {c.cause.value:<8} {c.detail}")
+        click.echo(history_json(use_case, changes, judgements))
+    else:
+        click.echo(history_text(use_case, changes, judgements))
 
 
 def _control_command(name: str, control: Control, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @click.argument("use_case")
-    def command(use_case: str) -> None:
-        from reconciler.apply.session import request_control
+    @repo_option()
+    def command(use_case: str, repo: Path) -> None:
+        from reconciler.apply.commands import request_control
 
-        request_control(use_case, control)
-        click.echo(f"{control.value} requested for {use_case}; the running rollout obeys it.")
+        click.echo(request_control(repo, use_case, control))
 
     return command
 
@@ -133,7 +125,7 @@ promote_command = _control_command(
 @click.option("--to", "to_version", default=None, help="Version to restore (default: previous).")
 def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
     """Restore the previous champion (or --to VERSION) with all traffic, now."""
-    from reconciler.apply.session import manual_rollback
+    from reconciler.apply.commands import manual_rollback
 
     click.echo(manual_rollback(repo, use_case, to_version))
 
@@ -145,7 +137,7 @@ def rollback_command(use_case: str, repo: Path, to_version: str | None) -> None:
 @min_outputs_option
 def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outputs: int) -> None:
     """Check recent live outputs against the guardrails; roll back critical offenders."""
-    from reconciler.apply.session import run_guardrail_watch
+    from reconciler.apply.commands import run_guardrail_watch
 
     findings = run_guardrail_watch(repo, since, critical_rate_limit, min_outputs)
     if not findings:
@@ -190,7 +182,7 @@ def controller_command(
     Use cases with `syncPolicy.automated: true` are applied on every cycle; the others are
     reported out of sync and wait for `reconciler apply`. Stop it with Ctrl-C or SIGTERM.
     """
-    from reconciler.apply.session import run_controller_command
+    from reconciler.apply.commands import run_controller_command
 
     raise SystemExit(
         run_controller_command(

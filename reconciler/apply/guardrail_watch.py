@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.apply.aliases import rollback
+from reconciler.apply.context import ApplyContext, UseCaseRun
 from reconciler.apply.locks import use_case_lock
-from reconciler.apply.run import ApplyContext, UseCaseRun
 from reconciler.lineage import Alias
 
 
@@ -78,7 +78,7 @@ def watch_guardrails(
             f"critical guardrail violation rate {rates.critical_rate:.3f} > "
             f"{critical_rate_limit:g} over {rates.outputs} outputs"
         )
-        with use_case_lock(context.state_dir, use_case.name, timeout=60):
+        with use_case_lock(context.state_dir, use_case.name, timeout=60, clock=context.clock):
             model = run.model()
             aliases = model.aliases if model else {}
             champion = aliases.get(Alias.CHAMPION.value)

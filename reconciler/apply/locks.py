@@ -13,17 +13,17 @@ import fcntl
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from reconciler.errors import ReconcilerError
+from reconciler.clock import SYSTEM_CLOCK, Clock, iso
+from reconciler.errors import TemporaryError
+from reconciler.state_files import private_folder
 
 
-class LockHeldError(ReconcilerError):
+class LockHeldError(TemporaryError):
     """Another reconciler holds the lock of a use case."""
 
 
@@ -38,35 +38,49 @@ def _holder(handle: IO[str]) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
 
 
-@contextmanager
-def use_case_lock(state_dir: Path, use_case: str, *, timeout: float = 0.0) -> Iterator[None]:
-    """Hold the lock of `use_case`; wait up to `timeout` seconds, then raise LockHeldError."""
-    folder = state_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{use_case}.lock"
+def _lock_path(state_dir: Path, use_case: str) -> Path:
+    return private_folder(state_dir / "locks") / f"{use_case}.lock"
+
+
+def held_by(state_dir: Path, use_case: str) -> str | None:
+    """Who holds the lock of `use_case` right now, or None when nobody does.
+
+    Probes by trying the lock without waiting (and letting it go at once), so a holder that
+    died - whose lock the kernel released - reads as nobody.
+    """
+    path = _lock_path(state_dir, use_case)
     with path.open("a+", encoding="utf-8") as handle:
-        deadline = time.monotonic() + timeout
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(handle)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
+
+@contextmanager
+def use_case_lock(
+    state_dir: Path, use_case: str, *, timeout: float = 0.0, clock: Clock = SYSTEM_CLOCK
+) -> Iterator[None]:
+    """Hold the lock of `use_case`; wait up to `timeout` seconds, then raise LockHeldError."""
+    path = _lock_path(state_dir, use_case)
+    with path.open("a+", encoding="utf-8") as handle:
+        deadline = clock.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     raise LockHeldError(
                         f"use case {use_case} is being reconciled by {_holder(handle)}; "
                         f"waited {timeout:g}s (use --lock-timeout to wait longer)"
                     ) from None
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                clock.sleep(min(0.2, max(0.0, deadline - clock.monotonic())))
         handle.seek(0)
         handle.truncate()
         handle.write(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            )
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": iso(clock)})
         )
         handle.flush()
         try:
@@ -79,9 +93,11 @@ def use_case_lock(state_dir: Path, use_case: str, *, timeout: float = 0.0) -> It
 
 
 @contextmanager
-def use_case_locks(state_dir: Path, use_cases: Sequence[str], *, timeout: float) -> Iterator[None]:
+def use_case_locks(
+    state_dir: Path, use_cases: Sequence[str], *, timeout: float, clock: Clock = SYSTEM_CLOCK
+) -> Iterator[None]:
     """Locks of several use cases, taken in name order so two appliers never deadlock."""
     with ExitStack() as stack:
         for name in sorted(set(use_cases)):
-            stack.enter_context(use_case_lock(state_dir, name, timeout=timeout))
+            stack.enter_context(use_case_lock(state_dir, name, timeout=timeout, clock=clock))
         yield

@@ -17,7 +17,9 @@ import threading
 from pathlib import Path
 
 from reconciler import lineage
-from reconciler.apply.builder import EvaluationOutcome
+from reconciler.apply.ports import EvaluationOutcome
+from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.registry.interface import Registry
 from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
@@ -28,10 +30,18 @@ _MODEL_WORK = threading.Lock()
 
 
 class MlflowModelBuilder:
-    def __init__(self, *, repo: Path, desired: DesiredState, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        repo: Path,
+        desired: DesiredState,
+        settings: Settings,
+        registry: Registry,
+    ) -> None:
         self.repo = repo
         self.desired = desired
         self.settings = settings
+        self.registry = registry
 
     def _logs(self) -> LogSource:
         from reconciler.training.request_log_source import RequestLogSource
@@ -68,7 +78,26 @@ class MlflowModelBuilder:
         champion: str | None,
     ) -> EvaluationOutcome:
         with _MODEL_WORK:
-            return self._evaluate(use_case, identity, candidate, champion)
+            try:
+                return self._evaluate(use_case, identity, candidate, champion)
+            except TemporaryError as exc:
+                # No verdict: the evaluation could not finish (a provider down, MLflow away).
+                # Recorded as such, so status says why, and tried again later - unlike a
+                # failed verdict, which is final for this desired state.
+                self.registry.set_version_tag(
+                    use_case.spec.registered_model,
+                    candidate,
+                    lineage.EVALUATION_VERDICT,
+                    lineage.Verdict.INCOMPLETE.value,
+                )
+                for tag, value in (
+                    (lineage.EVALUATION_DIGEST, identity.digest),
+                    (lineage.EVALUATION_REASON, f"could not complete: {exc}"[:500]),
+                ):
+                    self.registry.set_version_tag(
+                        use_case.spec.registered_model, candidate, tag, value
+                    )
+                raise
 
     def _evaluate(
         self,
@@ -111,15 +140,9 @@ class MlflowModelBuilder:
         return EvaluationOutcome(passed=result.passed, reason=result.reason, candidate=candidate)
 
     def _base_version(self, use_case: UseCase, identity: UseCaseIdentity) -> str:
-        from reconciler.registry.mlflow_registry import MlflowRegistry
-
         name = use_case.spec.registered_model
-        model = MlflowRegistry(self.settings.tracking_uri, self.settings.registry_uri).snapshot(
-            [name]
-        )[name]
+        model = self.registry.snapshot([name])[name]
         base = model.find_by_key(identity.base_key) if model else None
         if base is None:
-            from reconciler.errors import ReconcilerError
-
             raise ReconcilerError(f"the base version of {name} is missing; plan again")
         return base.version

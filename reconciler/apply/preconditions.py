@@ -2,22 +2,34 @@
 
 A change is DONE when everything it sets already holds (a resumed apply skips it), HOLDS when
 everything it expects holds, and STALE otherwise: the world moved since the plan was made, and
-acting on the plan would undo someone else's change. "(new)" and "(new base)" in a plan stand for
-the versions earlier changes of the same plan made; they are resolved before checking.
+acting on the plan would undo someone else's change. "(new)" and "(new base)" stand for the
+versions earlier changes of the same plan made; they are resolved before checking.
+
+A rollout is never DONE by its routes: the candidate standing at 100% says nothing about
+whether 100% was judged. Whether a rollout is finished is the rollout machine's to say, from
+its journal; whether a promotion is earned, the promotion's (a recorded, passed analysis).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from reconciler.lineage import MANAGED_ALIASES
+from reconciler.lineage import Alias
 from reconciler.observe.state import RegisteredModelSnapshot, Route, TrafficSnapshot
-from reconciler.plan.diff import live_routes
-from reconciler.plan.model import NEW_BASE, NEW_VERSION, Change
-
-_ALIASES = {a.value for a in MANAGED_ALIASES}
+from reconciler.plan.model import (
+    NEW_BASE,
+    NEW_VERSION,
+    AliasMap,
+    Change,
+    PromoteChange,
+    RollbackChange,
+    RouteRef,
+    ShiftChange,
+    VersionRef,
+)
+from reconciler.plan.planned import live_routes
 
 
 class Precondition(enum.Enum):
@@ -27,57 +39,81 @@ class Precondition(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Check:
+class PreconditionCheck:
     state: Precondition
     detail: str = ""
 
 
-def resolve(value: Any, candidate: str | None, base: str | None) -> Any:
-    """`value` with the plan's placeholders replaced by the versions made so far."""
-    if value == NEW_VERSION:
-        return candidate
-    if value == NEW_BASE:
-        return base
-    if isinstance(value, list):
-        return [resolve(v, candidate, base) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve(v, candidate, base) for k, v in value.items()}
-    return value
+@dataclass(frozen=True)
+class MadeVersions:
+    """The versions the plan's placeholders stand for, as far as they are made."""
+
+    candidate: str | None
+    base: str | None
+
+    def resolve(self, ref: VersionRef | None) -> str | None:
+        if ref == NEW_VERSION:
+            return self.candidate
+        if ref == NEW_BASE:
+            return self.base
+        return ref
+
+    def routes(self, refs: Sequence[RouteRef]) -> tuple[Route, ...]:
+        return tuple(
+            sorted(
+                Route(self.resolve(r.version) or r.version, r.weight, r.shadow)
+                for r in refs
+                if r.weight > 0 or r.shadow
+            )
+        )
+
+    def aliases(self, refs: AliasMap) -> dict[Alias, str | None]:
+        return {alias: self.resolve(version) for alias, version in refs.items()}
 
 
-def routes_of(value: list[dict[str, Any]]) -> tuple[Route, ...]:
-    return tuple(sorted(Route(str(r["version"]), int(r["weight"])) for r in value))
-
-
-def _mismatches(
-    expected: dict[str, Any], model: RegisteredModelSnapshot | None, traffic: TrafficSnapshot
+def _alias_mismatches(
+    expected: Mapping[Alias, str | None], model: RegisteredModelSnapshot | None
 ) -> list[str]:
-    aliases = model.aliases if model else {}
-    found = []
-    for key, value in expected.items():
-        if key in _ALIASES and aliases.get(key) != value:
-            found.append(f"{key} is {aliases.get(key) or 'unset'}, expected {value or 'unset'}")
-        elif key == "routes":
-            actual = live_routes(traffic)
-            if actual != routes_of(value):
-                shown = ", ".join(f"{r.version}={r.weight}%" for r in actual) or "none"
-                found.append(f"routes are {shown}")
-    return found
+    actual = model.aliases if model else {}
+    return [
+        f"{alias.value} is {actual.get(alias.value) or 'unset'}, expected {version or 'unset'}"
+        for alias, version in expected.items()
+        if actual.get(alias.value) != version
+    ]
+
+
+def _route_mismatches(expected: tuple[Route, ...], traffic: TrafficSnapshot) -> list[str]:
+    actual = live_routes(traffic)
+    wanted = tuple(r for r in expected if not r.shadow)
+    if actual == wanted:
+        return []
+    shown = ", ".join(f"{r.version}={r.weight}%" for r in actual) or "none"
+    return [f"routes are {shown}"]
 
 
 def check(
     change: Change,
     model: RegisteredModelSnapshot | None,
     traffic: TrafficSnapshot,
-    candidate: str | None,
-    base: str | None,
-) -> Check:
-    after = resolve(change.after or {}, candidate, base)
-    before = resolve(change.before or {}, candidate, base)
-    settable = {k: v for k, v in after.items() if k in _ALIASES or k == "routes"}
-    if settable and not _mismatches(settable, model, traffic):
-        return Check(Precondition.DONE, "already in the planned state")
-    problems = _mismatches(before, model, traffic)
-    if problems:
-        return Check(Precondition.STALE, "; ".join(problems))
-    return Check(Precondition.HOLDS)
+    made: MadeVersions,
+) -> PreconditionCheck:
+    done: list[str] | None = None  # None: this change cannot be seen done from the world
+    stale: list[str] = []
+    if isinstance(change, PromoteChange):
+        done = _alias_mismatches(made.aliases(change.after.aliases), model)
+        stale = _alias_mismatches(made.aliases(change.before.aliases), model)
+    elif isinstance(change, ShiftChange):
+        if change.after.rollout is None:
+            done = _route_mismatches(made.routes(change.after.routes), traffic)
+        stale = _route_mismatches(made.routes(change.before.routes), traffic)
+        stale += _alias_mismatches(made.aliases(change.before.aliases), model)
+    elif isinstance(change, RollbackChange):
+        done = _alias_mismatches(made.aliases(change.after.aliases), model)
+        done += _route_mismatches(made.routes(change.after.routes), traffic)
+        stale = _alias_mismatches(made.aliases(change.before.aliases), model)
+        stale += _route_mismatches(made.routes(change.before.routes), traffic)
+    if done == []:
+        return PreconditionCheck(Precondition.DONE, "already in the planned state")
+    if stale:
+        return PreconditionCheck(Precondition.STALE, "; ".join(stale))
+    return PreconditionCheck(Precondition.HOLDS)

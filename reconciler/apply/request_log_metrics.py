@@ -1,12 +1,15 @@
-"""Canary metrics read from the gateway's request log (the traffic it really served)."""
+"""Analysis windows read from the gateway's request log (the traffic it really served).
+
+Live windows count the requests a version answered for players; mirrored windows count the
+copies it answered in the shadow, and compare each of its answers with the champion's answer
+to the same request (mean cosine similarity of all-MiniLM-L6-v2 embeddings).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
-from reconciler.apply.analysis import VersionMetrics
+from reconciler.rollout.analysis import WindowMetrics
 
 
 class RequestLogMetrics:
@@ -16,19 +19,49 @@ class RequestLogMetrics:
         self.log_path = log_path
 
     def window(
-        self, use_case: str, since: float, until: float | None = None
-    ) -> Mapping[str, VersionMetrics]:
-        from reconciler.gateway.log_queries import window_metrics
+        self,
+        use_case: str,
+        version: str,
+        *,
+        since: float,
+        until: float,
+        mirrored: bool = False,
+        compare_with: str | None = None,
+    ) -> WindowMetrics:
+        from reconciler.gateway.log_queries import mirrored_pairs, window_metrics
 
-        windows = window_metrics(self.log_path, use_case, since=since, until=until)
-        return MappingProxyType(
-            {
-                version: VersionMetrics(
-                    requests=w.requests,
-                    error_rate=w.error_rate or 0.0,
-                    guardrail_violation_rate=w.guardrail_violation_rate or 0.0,
-                    latency_p95_ms=w.p95_latency_ms,
-                )
-                for version, w in windows.items()
-            }
+        found = window_metrics(
+            self.log_path, use_case, since=since, until=until, shadow=mirrored
+        ).get(version)
+        if found is None:
+            return WindowMetrics(requests=0)
+        similarity, compared = None, 0
+        if compare_with is not None:
+            pairs = mirrored_pairs(
+                self.log_path,
+                use_case,
+                version=version,
+                against=compare_with,
+                since=since,
+                until=until,
+            )
+            if pairs:
+                similarity, compared = _mean_similarity(pairs), len(pairs)
+        return WindowMetrics(
+            requests=found.requests,
+            errors=found.errors,
+            guardrail_violations=found.guardrail_violations,
+            latency_p95_ms=found.p95_latency_ms,
+            behavior_similarity=similarity,
+            compared=compared,
         )
+
+
+def _mean_similarity(pairs: list[tuple[str, str]]) -> float:
+    from reconciler.evaluation.scoring import pairwise_similarity
+    from reconciler.guardrails.embeddings import default_embedder
+
+    scores = pairwise_similarity(
+        default_embedder(), [left for left, _ in pairs], [right for _, right in pairs]
+    )
+    return sum(scores) / len(scores)

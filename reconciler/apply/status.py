@@ -1,23 +1,31 @@
 """Status of each use case: sync (does the plan have changes?) and health (how is it doing?).
 
-Health, worst first: Degraded (the last operation for this desired state failed, or its
-candidate was rejected or failed evaluation), Suspended (paused by an operator or for lack of
-traffic), Progressing (a rollout is under way), Healthy. A failure recorded for an older
-desired state does not count: a newer commit always gets its chance (level-triggered).
+Health is derived from the current desired state's own records only - the latest operation
+for this digest, this digest's rollout, the candidate's tags - so a failure recorded for an
+older commit does not count (a newer commit always gets its chance), and a journal row left
+`running` by a process that died (its lock is free) reads as interrupted, never as progress.
+
+Worst first: Degraded (the last operation for this desired state failed, or its candidate was
+rejected or failed evaluation), Missing (no live routes: players get no answer), Suspended
+(paused by an operator or for lack of traffic, or interrupted), Progressing (a rollout is
+under way), Healthy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reconciler import lineage
-from reconciler.apply.journal import Control, Journal, OperationStatus
+from reconciler.apply.journal import Journal, Operation, OperationStatus
+from reconciler.apply.locks import held_by
 from reconciler.health import Health, Sync
 from reconciler.lineage import Alias
 from reconciler.observe.state import ObservedState
-from reconciler.plan.diff import live_routes
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Action, Plan
+from reconciler.plan.planned import live_routes
+from reconciler.rollout.state import Phase, RolloutState
 from reconciler.spec.loader import DesiredState
 
 
@@ -31,6 +39,7 @@ class UseCaseStatus:
     challenger: str | None
     traffic: tuple[tuple[str, int], ...]
     last_operation: dict[str, Any] | None
+    rollout: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -42,11 +51,50 @@ class UseCaseStatus:
             "challenger": self.challenger,
             "traffic": [{"version": v, "weight": w} for v, w in self.traffic],
             "last_operation": self.last_operation,
+            "rollout": self.rollout,
         }
 
 
+def rollout_view(state: RolloutState) -> dict[str, Any]:
+    """The rollout as status shows it: where it stands and why it waits."""
+    last = state.last_judgement
+    return {
+        "candidate": state.candidate,
+        "champion": state.champion,
+        "strategy": state.strategy.value,
+        "phase": state.phase.value,
+        "step": state.stage_index + 1,
+        "steps": len(state.stages),
+        "stage": state.stage.label,
+        "weight": state.stage.weight,
+        "failures": state.failures,
+        "waiting": state.message,
+        "last_judgement": None if last is None else last.as_json(),
+    }
+
+
+def _honest(operation: Operation | None, state_dir: Path, use_case: str) -> Operation | None:
+    """A `running` row whose use case nobody holds the lock of was left by a dead process."""
+    if operation is None or operation.status is not OperationStatus.RUNNING:
+        return operation
+    if held_by(state_dir, use_case) is not None:
+        return operation
+    return Operation(
+        **{
+            **operation.__dict__,
+            "status": OperationStatus.INTERRUPTED,
+            "message": "interrupted: its process stopped before it finished; apply again",
+        }
+    )
+
+
 def use_case_status(
-    desired: DesiredState, observed: ObservedState, plan: Plan, journal: Journal
+    desired: DesiredState,
+    observed: ObservedState,
+    plan: Plan,
+    journal: Journal,
+    *,
+    state_dir: Path,
 ) -> list[UseCaseStatus]:
     statuses = []
     for use_case in desired.use_cases:
@@ -54,38 +102,22 @@ def use_case_status(
         identity = desired.identities[name]
         model = observed.registered_model(use_case.spec.registered_model)
         aliases = model.aliases if model else {}
-        pending = [c for c in plan.changes_for(name) if c.action.value != "noop"]
-        operation = journal.last_operation(name)
+        routes = live_routes(observed.traffic_of(name))
+        pending = [c for c in plan.changes_for(name) if c.action is not Action.NOOP]
+        operation = _honest(journal.last_operation(name, digest=identity.digest), state_dir, name)
         rollout = journal.rollout(name)
-        health, message = Health.HEALTHY, "serving the desired version"
+        if rollout is not None and rollout.digest != identity.digest:
+            rollout = None  # another desired state's rollout: superseded
         candidate = model.find_by_key(identity.target_key) if model else None
-        rejected = candidate is not None and (
-            candidate.tag(lineage.REJECTED_DIGEST) == identity.digest
+        health, message = _health(
+            candidate_tags=dict(candidate.tags) if candidate else {},
+            candidate=candidate.version if candidate else None,
+            digest=identity.digest,
+            operation=operation,
+            rollout=rollout,
+            has_routes=bool(routes),
+            pending=len(pending),
         )
-        failed_eval = candidate is not None and (
-            candidate.tag(lineage.EVALUATION_VERDICT) == lineage.Verdict.FAILED
-            and candidate.tag(lineage.EVALUATION_DIGEST) == identity.digest
-        )
-        if rejected and candidate is not None:
-            health = Health.DEGRADED
-            message = f"candidate {candidate.version} rejected: {candidate.tag(lineage.REJECTED)}"
-        elif failed_eval and candidate is not None:
-            reason = candidate.tag(lineage.EVALUATION_REASON) or "thresholds not met"
-            health, message = Health.DEGRADED, f"candidate {candidate.version} failed: {reason}"
-        elif (
-            operation is not None
-            and operation.status is OperationStatus.FAILED
-            and operation.digest == identity.digest
-        ):
-            health, message = Health.DEGRADED, operation.message
-        elif journal.pending_control(name) is Control.PAUSE:
-            health, message = Health.SUSPENDED, "paused by an operator"
-        elif rollout is not None and rollout.paused_reason:
-            health, message = Health.SUSPENDED, f"rollout paused: {rollout.paused_reason}"
-        elif aliases.get(Alias.CHALLENGER.value) or rollout is not None:
-            health, message = Health.PROGRESSING, "rollout in progress"
-        elif pending:
-            message = f"{len(pending)} changes to apply"
         statuses.append(
             UseCaseStatus(
                 name=name,
@@ -94,18 +126,46 @@ def use_case_status(
                 message=message,
                 champion=aliases.get(Alias.CHAMPION.value),
                 challenger=aliases.get(Alias.CHALLENGER.value),
-                traffic=tuple(
-                    (r.version, r.weight) for r in live_routes(observed.traffic_of(name))
-                ),
-                last_operation=None
-                if operation is None
-                else {
-                    "action": operation.action,
-                    "status": operation.status.value,
-                    "message": operation.message,
-                    "started_at": operation.started_at,
-                    "finished_at": operation.finished_at,
-                },
+                traffic=tuple((r.version, r.weight) for r in routes),
+                last_operation=None if operation is None else operation.as_json(),
+                rollout=None if rollout is None else rollout_view(rollout),
             )
         )
     return statuses
+
+
+def _health(
+    *,
+    candidate_tags: dict[str, str],
+    candidate: str | None,
+    digest: str,
+    operation: Operation | None,
+    rollout: RolloutState | None,
+    has_routes: bool,
+    pending: int,
+) -> tuple[Health, str]:
+    if candidate is not None and candidate_tags.get(lineage.REJECTED_DIGEST) == digest:
+        return (
+            Health.DEGRADED,
+            f"candidate {candidate} rejected: {candidate_tags.get(lineage.REJECTED)}",
+        )
+    if (
+        candidate is not None
+        and candidate_tags.get(lineage.EVALUATION_VERDICT) == lineage.Verdict.FAILED
+        and candidate_tags.get(lineage.EVALUATION_DIGEST) == digest
+    ):
+        reason = candidate_tags.get(lineage.EVALUATION_REASON) or "thresholds not met"
+        return Health.DEGRADED, f"candidate {candidate} failed evaluation: {reason}"
+    if operation is not None and operation.status is OperationStatus.FAILED:
+        return Health.DEGRADED, operation.message
+    if not has_routes:
+        return Health.MISSING, "no live routes: the gateway cannot answer for this use case"
+    if rollout is not None and rollout.active:
+        if rollout.phase is Phase.PAUSED:
+            return Health.SUSPENDED, f"rollout paused: {rollout.message}"
+        return Health.PROGRESSING, f"rollout {rollout.phase.value.lower()}: {rollout.message}"
+    if pending and operation is not None and operation.status is OperationStatus.INTERRUPTED:
+        return Health.SUSPENDED, f"{operation.action} {operation.message}"
+    if pending:
+        return Health.HEALTHY, f"{pending} change{'s' if pending != 1 else ''} to apply"
+    return Health.HEALTHY, "serving the desired version"

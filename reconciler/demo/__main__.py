@@ -5,11 +5,13 @@
 3. start the gateway with the shipped guardrail policies inline;
 4. start simulated players, so every bake window has live traffic to judge;
 5. `apply` the plan: register, serve the base, train, evaluate, canary through every step,
-   promote; bake times are scaled down (`--time-scale`) so 30 minutes take seconds. Like a
-   controller's sync loop, each use case is applied on its own, and again while its rollout
-   is paused for lack of traffic (a window with too few requests is inconclusive and
-   resumes at the same step);
-6. print the status of every use case.
+   promote; bake times, analysis intervals and progress deadlines are scaled down
+   (`--time-scale`) so 30 minutes take seconds. A step short of evidence keeps baking until
+   it has enough requests or its deadline passes; like a controller's sync loop, each use case
+   is applied on its own, and again if its rollout paused for lack of traffic;
+6. print what the players saw - every request without an answer, by use case and cause -
+   and the status of every use case. Players that failed for any reason but "nothing serves
+   this use case yet" fail the demo.
 
 Honours MLFLOW_TRACKING_URI and RECONCILER_STATE_DIR like every command.
 """
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reconciler.child_process import free_port
+from reconciler.demo.players import Players
 from reconciler.settings import Settings
 
 # 30 minutes of bake become 20 seconds: enough traffic for minRequests at a 10% canary.
@@ -48,7 +51,7 @@ def _converge(repo: Path, use_cases: list[str], time_scale: float) -> int:
     too few requests is applied again at once (and resumes at that step), not after the
     slowest rollout of the others has finished.
     """
-    from reconciler.apply.session import collect_status
+    from reconciler.apply.commands import collect_status
 
     collect_status(repo, None)  # creates the registry and journal stores once, before threads
     with ThreadPoolExecutor(max_workers=len(use_cases), thread_name_prefix="demo") as pool:
@@ -57,7 +60,7 @@ def _converge(repo: Path, use_cases: list[str], time_scale: float) -> int:
 
 
 def _converge_one(repo: Path, name: str, time_scale: float) -> int:
-    from reconciler.apply.session import collect_status, run_apply
+    from reconciler.apply.commands import collect_status, run_apply
     from reconciler.health import Health
 
     code = 0
@@ -80,8 +83,19 @@ def _converge_one(repo: Path, name: str, time_scale: float) -> int:
     return code
 
 
+def _report_players(players: Players) -> None:
+    """Every request a player sent without getting an answer is counted and explained."""
+    print(
+        f"players sent {players.sent} requests: {players.answered} answered, "
+        f"{players.waiting} before their use case served anything, "
+        f"{players.failed} failed"
+    )
+    for line in players.report():
+        print(f"  {line}")
+
+
 def _print_status(repo: Path) -> None:
-    from reconciler.apply.session import collect_status
+    from reconciler.apply.commands import collect_status
 
     for status in collect_status(repo, None):
         traffic = ", ".join(f"{v}={w}%" for v, w in status.traffic)
@@ -103,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as transformers_logging
 
-    from reconciler.demo.players import Players
     from reconciler.demo.provider import running_provider
     from reconciler.gateway.config import GatewayConfig
     from reconciler.gateway.server import GatewayServer, build_gateway
@@ -144,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                 code = _converge(repo, [u.name for u in desired.use_cases], args.time_scale)
             finally:
                 players.stop()
-            print(f"players sent {players.sent} requests ({players.failed} without an answer)")
+            _report_players(players)
+            if players.failed:
+                code = code or 1
     _say("status")
     _print_status(repo)
     _say(f"demo finished (apply exit code {code})")

@@ -13,10 +13,15 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+
+# The gateway's answer while a use case has no version serving yet (before its first apply):
+# expected at the start of a demo, and counted apart from real failures.
+NOT_SERVING_YET = "no_routes"
 
 
 class Players:
@@ -40,8 +45,28 @@ class Players:
         self._threads: list[threading.Thread] = []
         self._seed = seed
         self.sent = 0
-        self.failed = 0
+        self.answered = 0
+        # (use case, what went wrong) -> count: an HTTP status with the gateway's error code,
+        # or the transport error's kind. Every request without an answer is accounted for.
+        self.unanswered: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+
+    @property
+    def failed(self) -> int:
+        """Requests without an answer, other than before a use case served at all."""
+        return sum(n for (_, why), n in self.unanswered.items() if NOT_SERVING_YET not in why)
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent before their use case had any version serving."""
+        return sum(n for (_, why), n in self.unanswered.items() if NOT_SERVING_YET in why)
+
+    def report(self) -> list[str]:
+        """One line per (use case, cause) of the requests that got no answer."""
+        return [
+            f"{use_case}: {count} requests: {why}"
+            for (use_case, why), count in sorted(self.unanswered.items())
+        ]
 
     @staticmethod
     def prompts_from(repo: Path, datasets: dict[str, str]) -> dict[str, list[str]]:
@@ -72,6 +97,7 @@ class Players:
             while not self._stop.is_set():
                 session = f"{use_case}-player-{rng.randrange(self.population)}"
                 prompt = rng.choice(self.prompts[use_case])
+                why: str | None = None
                 try:
                     reply = client.post(
                         "/v1/chat/completions",
@@ -81,16 +107,28 @@ class Players:
                             "messages": [{"role": "user", "content": prompt}],
                         },
                     )
-                    ok = reply.status_code == 200
-                    if ok and rng.random() < 0.3:
+                    if reply.status_code != 200:
+                        why = f"HTTP {reply.status_code} {_error_code(reply)}"
+                    elif rng.random() < 0.3:
                         client.post(
                             "/v1/feedback",
                             json={"id": reply.json()["id"], "rating": rng.choice([0.8, 1.0])},
                         )
-                except httpx.HTTPError:
-                    ok = False
+                except httpx.HTTPError as exc:
+                    why = f"{type(exc).__name__} (no HTTP answer)"
                 with self._lock:
                     self.sent += 1
-                    self.failed += 0 if ok else 1
-                if not ok:
-                    self._stop.wait(0.2)  # no route yet (nothing registered): do not spin
+                    if why is None:
+                        self.answered += 1
+                    else:
+                        self.unanswered[(use_case, why)] += 1
+                if why is not None:
+                    self._stop.wait(0.2)  # e.g. nothing serves it yet: do not spin
+
+
+def _error_code(reply: httpx.Response) -> str:
+    try:
+        error = reply.json().get("error", {})
+    except ValueError:
+        return "(not JSON)"
+    return str(error.get("code") or error.get("type") or "")

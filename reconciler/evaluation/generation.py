@@ -16,16 +16,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, TemporaryError
 from reconciler.prompt_format import render_prompt, turn_stops
+from reconciler.settings import redact_uri
 from reconciler.spec.model import Generation
 
 DEFAULT_BATCH_SIZE = 32
 EXTERNAL_CONCURRENCY = 16
+# A provider's 429 or 5xx, or a dropped connection, is retried with exponential backoff (a
+# 429's Retry-After honoured) before the evaluation gives up - as the gateway retries for
+# players. Then the evaluation is incomplete, not failed: it is tried again later.
+PROVIDER_ATTEMPTS = 4
+PROVIDER_BACKOFF_SECONDS = 0.5
+PROVIDER_BACKOFF_MAX_SECONDS = 30.0
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class GenerationError(ReconcilerError):
-    """Outputs could not be generated (model unloadable, provider unreachable)."""
+    """Outputs could not be generated (model unloadable, provider refusing the request)."""
+
+
+class ProviderUnavailableError(GenerationError, TemporaryError):
+    """The provider kept failing (429, 5xx, unreachable): worth trying again later."""
+
+
+class _RetryableCallError(Exception):
+    def __init__(self, summary: str, retry_after: float | None = None) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(float(value), PROVIDER_BACKOFF_MAX_SECONDS) if value else None
+    except ValueError:
+        return None  # an HTTP date: fall back to the exponential wait
 
 
 @dataclass(frozen=True)
@@ -155,6 +181,34 @@ class ExternalGenerator:
     def generate(self, prompts: Sequence[str], *, seed: int) -> list[Generated]:
         return asyncio.run(self._all(prompts, seed))
 
+    async def _call(self, client: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """One request; a failure worth retrying raises `_RetryableCallError` with a one-line
+        summary (status and reason, never the provider's body, which may echo secrets)."""
+        import httpx
+
+        where = redact_uri(self.base_url)
+        try:
+            response = await client.post("chat/completions", json=body)
+        except httpx.TransportError as exc:
+            raise _RetryableCallError(f"{type(exc).__name__} reaching {where}") from None
+        if response.status_code in _RETRYABLE_STATUS:
+            raise _RetryableCallError(
+                f"HTTP {response.status_code} {response.reason_phrase} from {where}",
+                _retry_after(response.headers.get("retry-after")),
+            )
+        if response.status_code >= 400:
+            raise GenerationError(
+                f"provider for {self.model_id} refused the request: HTTP "
+                f"{response.status_code} {response.reason_phrase} from {where}"
+            )
+        try:
+            payload: dict[str, Any] = response.json()
+            payload["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            summary = f"an answer that is not a chat completion from {where}"
+            raise _RetryableCallError(summary) from None
+        return payload
+
     async def _all(self, prompts: Sequence[str], seed: int) -> list[Generated]:
         import httpx
 
@@ -187,15 +241,28 @@ class ExternalGenerator:
         }
         if settings.stop:
             body["stop"] = settings.stop
-        started = time.perf_counter()
+        import tenacity
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            hinted = error.retry_after if isinstance(error, _RetryableCallError) else None
+            exponential = PROVIDER_BACKOFF_SECONDS * 2 ** (state.attempt_number - 1)
+            return min(hinted or exponential, PROVIDER_BACKOFF_MAX_SECONDS)
+
         try:
-            response = await client.post("chat/completions", json=body)
-            response.raise_for_status()
-            payload = response.json()
-        except Exception as exc:
-            raise GenerationError(
-                f"provider call for {self.model_id} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            async for attempt in tenacity.AsyncRetrying(
+                stop=tenacity.stop_after_attempt(PROVIDER_ATTEMPTS),
+                wait=wait,
+                retry=tenacity.retry_if_exception_type(_RetryableCallError),
+                reraise=True,
+            ):
+                with attempt:
+                    started = time.perf_counter()
+                    payload = await self._call(client, body)
+        except _RetryableCallError as exc:
+            raise ProviderUnavailableError(
+                f"provider for {self.model_id} failed {PROVIDER_ATTEMPTS} times: {exc.summary}"
+            ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         text = str(payload["choices"][0]["message"].get("content") or "")
         usage = payload.get("usage") or {}

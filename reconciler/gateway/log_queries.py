@@ -260,3 +260,38 @@ def _labels(stored: str | None) -> tuple[str, ...]:
     except ValueError:
         return ()
     return tuple(str(label) for label in labels) if isinstance(labels, list) else ()
+
+
+def mirrored_pairs(
+    log_path: Path,
+    use_case: str,
+    *,
+    version: str,
+    against: str,
+    since: float,
+    until: float,
+    limit: int = 500,
+) -> list[tuple[str, str]]:
+    """(mirrored answer of `version`, live answer of `against`) to the same player requests in
+    [since, until): what a shadow analysis compares. Only successful answers of both."""
+    if not log_path.exists():
+        return []
+    with connect(log_path) as db:
+        rows = db.execute(
+            "SELECT s.output, l.output FROM requests AS s JOIN requests AS l "
+            "ON l.id = s.mirror_of WHERE s.use_case = ? AND s.shadow = 1 "
+            "AND s.model_version = ? AND l.model_version = ? AND l.shadow = 0 "
+            "AND s.status = ? AND l.status = ? AND s.ts >= ? AND s.ts < ? "
+            "AND s.output IS NOT NULL AND l.output IS NOT NULL ORDER BY s.ts DESC LIMIT ?",
+            (
+                use_case,
+                version,
+                against,
+                RequestStatus.OK.value,
+                RequestStatus.OK.value,
+                since,
+                until,
+                limit,
+            ),
+        ).fetchall()
+    return [(str(mirrored), str(live)) for mirrored, live in rows]

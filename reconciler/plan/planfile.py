@@ -1,7 +1,9 @@
 """Saved plans: the JSON rendering, read back strictly.
 
-A plan file is versioned (`format_version`); an unknown version is refused rather than
-guessed at, and a file whose summary disagrees with its changes is treated as corrupt.
+A plan file is versioned (`format_version`); any other version - an older one included, whose
+untyped changes this reconciler no longer reads - is refused rather than guessed at, with a
+message to plan again. A file whose summary disagrees with its changes is corrupt. (Whether
+its changes are what the planner makes is checked at apply time, against the world.)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def loads(text: str, *, origin: str = "plan") -> Plan:
     if version != PLAN_FORMAT_VERSION:
         raise PlanFileError(
             f"{origin} has plan format {version!r}; this reconciler reads format "
-            f"{PLAN_FORMAT_VERSION}. Make the plan again with this version."
+            f"{PLAN_FORMAT_VERSION} only. Make the plan again: `reconciler plan --out FILE`."
         )
     summary = document.pop("summary", None)
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from reconciler.digest import short
 from reconciler.plan import planfile
 from reconciler.plan.model import Action, Change, Plan
@@ -46,15 +48,29 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _fields(payload: BaseModel | None) -> dict[str, Any]:
+    """A payload as flat `field: value` pairs: aliases and the rollout by their own names."""
+    if payload is None:
+        return {}
+    document = payload.model_dump(mode="json")
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in ("aliases", "rollout") and isinstance(value, dict):
+            flat.update(value)
+        elif key != "rollout":
+            flat[key] = value
+    return flat
+
+
 def field_lines(change: Change) -> list[str]:
     """`field: before → after` for every field the change touches."""
-    before = change.before or {}
-    after = change.after or {}
+    before = _fields(change.before)
+    after = _fields(change.after)
     lines = []
     for key in list(dict.fromkeys([*after, *before])):
         old, new = before.get(key), after.get(key)
-        if key not in after:
-            continue
+        if key not in after or (old is None and new in (None, False)):
+            continue  # nothing touched: an absent optional value, or a flag left off
         if change.before is None:
             lines.append(f"{key}: {_value(new)}")
         elif old != new:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.spec.durations import DURATION_PATTERN
+from reconciler.spec.durations import DURATION_PATTERN, duration_seconds
 
 API_VERSION = "reconciler/v1"
 
@@ -345,17 +345,56 @@ class Analysis(SpecModel):
     min_requests: int = Field(
         default=20, ge=1, description="Fewer requests than this in a window is 'no data'."
     )
+    interval: Duration = Field(
+        default="1m",
+        description="After the bake, how often a step short of evidence is judged again.",
+    )
     failure_limit: int = Field(default=2, ge=1, le=100)
     on_no_data: NoDataPolicy = Field(
-        default=NoDataPolicy.PAUSE, description="No traffic is inconclusive, never a pass."
+        default=NoDataPolicy.PAUSE,
+        description="What a step still short of evidence at its progress deadline does: "
+        "pause, or count a failed check. No traffic is inconclusive, never a pass.",
     )
 
 
+class RolloutStrategy(enum.StrEnum):
+    CANARY = "canary"  # traffic in steps, each judged
+    BLUE_GREEN = "blueGreen"  # judged on mirrored traffic, then all at once, judged again
+
+
+class ShadowAnalysisMetrics(AnalysisMetrics):
+    behavior_similarity: MinThreshold | None = Field(
+        default=None,
+        description="Mean cosine similarity of the candidate's answers to the champion's "
+        "answers to the same live prompts.",
+    )
+
+
+class Shadow(SpecModel):
+    """A phase before any player sees the candidate: it answers mirrored live requests."""
+
+    duration: Duration = "1h"
+    min_requests: int = Field(default=50, ge=1)
+    analysis: ShadowAnalysisMetrics = Field(default_factory=ShadowAnalysisMetrics)
+
+
 class Rollout(SpecModel):
-    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 75, 100], min_length=1)
-    bake_time: Duration = "5m"
-    progress_deadline: Duration = "2h"
+    strategy: RolloutStrategy = RolloutStrategy.CANARY
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 25, 50, 75, 100],
+        min_length=1,
+        description="Canary traffic percentages, strictly increasing, ending at 100.",
+    )
+    bake_time: Duration = Field(default="5m", description="The least time at each step.")
+    progress_deadline: Duration = Field(
+        default="2h", description="The most time one step may take to reach a passing analysis."
+    )
     analysis: Analysis = Field(default_factory=Analysis)
+    shadow: Shadow | None = Field(
+        default=None,
+        description="Mirror live traffic to the candidate before its first step (canary), "
+        "or as its pre-promotion analysis (blue-green).",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -374,6 +413,44 @@ class Rollout(SpecModel):
         if problems:
             raise NestedFieldError(problems)
         return steps
+
+    @model_validator(mode="after")
+    def _timings_fit(self) -> Rollout:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        explicit_steps = "steps" in self.model_fields_set
+        if self.strategy is RolloutStrategy.BLUE_GREEN and explicit_steps and self.steps != [100]:
+            problems.append(
+                (
+                    ("steps",),
+                    "a blue-green rollout moves all traffic at once: leave steps out "
+                    "(or write [100])",
+                )
+            )
+        deadline = duration_seconds(self.progress_deadline)
+        if deadline < duration_seconds(self.bake_time):
+            problems.append(
+                (
+                    ("progressDeadline",),
+                    f"progressDeadline {self.progress_deadline} is shorter than bakeTime "
+                    f"{self.bake_time}: no step could ever pass",
+                )
+            )
+        if self.shadow is not None and deadline < duration_seconds(self.shadow.duration):
+            problems.append(
+                (
+                    ("progressDeadline",),
+                    f"progressDeadline {self.progress_deadline} is shorter than the shadow "
+                    f"duration {self.shadow.duration}",
+                )
+            )
+        if problems:
+            raise NestedFieldError(problems)
+        return self
+
+    @property
+    def traffic_steps(self) -> list[int]:
+        """The live weights the candidate takes, in order."""
+        return [100] if self.strategy is RolloutStrategy.BLUE_GREEN else list(self.steps)
 
 
 class SyncPolicy(SpecModel):

@@ -1,12 +1,10 @@
-"""Fixtures: a registry with a champion and an evaluated candidate, and traffic that follows
-the weights (see `world.py`)."""
+"""Fixtures: a registry with a champion and an evaluated candidate, a manual clock, and
+traffic that follows the weights (see `world.py`)."""
 
 from __future__ import annotations
 
 import json
 import random
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from mlflow import MlflowClient
 
 from reconciler import lineage
 from reconciler.apply.journal import Journal
+from reconciler.clock import ManualClock
 from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
 from reconciler.observe.state import Route
 from reconciler.registry.mlflow_registry import MlflowRegistry
@@ -23,14 +22,18 @@ from reconciler.spec.loader import load_desired_state
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
 
+# Players per second of (manual) time: 36 requests reach a 10% canary in a 30-minute bake.
+REQUESTS_PER_SECOND = 0.2
+ANSWER = "Well met, traveller."
+
 
 @pytest.fixture
-def world(shipped_repo: Path, tmp_path: Path) -> World:
+def world(shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str) -> World:
     """npc-dialogue: version 2 is champion with all traffic; 3 is the evaluated candidate."""
     desired = load_desired_state(shipped_repo).state
     assert desired is not None
     identity = desired.identities[USE_CASE]
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_sqlite_store
     registry = MlflowRegistry(uri)
     client: MlflowClient = registry.client
     client.create_registered_model(USE_CASE)
@@ -55,6 +58,7 @@ def world(shipped_repo: Path, tmp_path: Path) -> World:
     state_dir = tmp_path / "state"
     traffic = TrafficStore(state_dir / "traffic.db")
     traffic.write(USE_CASE, [Route("2", 100)], writer=Writer.RECONCILER)
+    clock = ManualClock()
     return World(
         repo=shipped_repo,
         state_dir=state_dir,
@@ -62,54 +66,60 @@ def world(shipped_repo: Path, tmp_path: Path) -> World:
         desired=desired,
         registry=registry,
         traffic=traffic,
-        journal=Journal(state_dir / "journal.db"),
+        journal=Journal(state_dir / "journal.db", clock=clock),
         log_path=state_dir / "requests.db",
+        clock=clock,
     )
 
 
 @pytest.fixture
 def served_traffic(world: World) -> Iterator[Callable[[ErrorRule], None]]:
-    """Start traffic that follows the live weights; the test says which requests fail."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
+    """Players that follow the live weights whenever the clock moves; the test says which
+    requests fail. Each is logged through the gateway's real request log."""
     log = RequestLog(world.log_path)
     log.start()
+    rng = random.Random(7)
+    owed = [0.0]
 
     def start(fails: ErrorRule) -> None:
-        rng = random.Random(7)
-
-        def serve() -> None:
-            while not stop.is_set():
-                routes = world.traffic.read(USE_CASE).routes
-                live = [r for r in routes if not r.shadow and r.weight > 0]
-                if not live:
-                    time.sleep(0.01)
-                    continue
+        def play(since: float, until: float) -> None:
+            owed[0] += (until - since) * REQUESTS_PER_SECOND
+            count, owed[0] = int(owed[0]), owed[0] - int(owed[0])
+            routes = world.traffic.read(USE_CASE).routes
+            live = [r for r in routes if not r.shadow and r.weight > 0]
+            if not live or not count:
+                return
+            for index in range(count):
+                ts = since + (until - since) * (index + 0.5) / count
                 route = rng.choices(live, weights=[r.weight for r in live])[0]
-                failed = fails(route.version, route.weight)
+                request_id = uuid.uuid4().hex
                 log.append(
-                    LoggedRequest(
-                        id=uuid.uuid4().hex,
-                        ts=time.time(),
-                        use_case=USE_CASE,
-                        model_version=route.version,
-                        endpoint="/v1/chat/completions",
-                        request={"messages": [{"role": "user", "content": "hello"}]},
-                        status=RequestStatus.ERROR if failed else RequestStatus.OK,
-                        latency_ms=5.0,
-                        guardrail="pass",
-                        route_generation=0,
-                        output=None if failed else "Well met, traveller.",
-                    )
+                    _request(request_id, ts, route.version, fails(route.version, route.weight))
                 )
-                time.sleep(0.0005)
+                for shadow in (r for r in routes if r.shadow and rng.random() * 100 < r.weight):
+                    copy = _request(uuid.uuid4().hex, ts, shadow.version, fails(shadow.version, 0))
+                    log.append(
+                        copy.__class__(**{**copy.__dict__, "shadow": True, "mirror_of": request_id})
+                    )
+            log.flush()
 
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        threads.append(thread)
+        world.clock.on_sleep.append(play)
 
     yield start
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=5)
     log.stop()
+
+
+def _request(request_id: str, ts: float, version: str, failed: bool) -> LoggedRequest:
+    return LoggedRequest(
+        id=request_id,
+        ts=ts,
+        use_case=USE_CASE,
+        model_version=version,
+        endpoint="/v1/chat/completions",
+        request={"messages": [{"role": "user", "content": "hello"}]},
+        status=RequestStatus.ERROR if failed else RequestStatus.OK,
+        latency_ms=5.0,
+        guardrail="pass",
+        route_generation=0,
+        output=None if failed else ANSWER,
+    )

@@ -1,4 +1,5 @@
-"""The controller's reconcile cycle: automated use cases are applied, the others wait; with
+"""The controller's reconcile cycle: automated use cases are applied, the others wait; a
+rollout advances one step per cycle and never blocks one; failures back off or wait; with
 `--ref origin/main --fetch` it follows what is merged into a real (bare) git remote."""
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import git
 
-from reconciler.apply.run import ApplyContext
+from reconciler.apply.context import ApplyContext
+from reconciler.apply.locks import use_case_lock
+from reconciler.controller import ContextFactory, CycleReport, Retries, describe, reconcile_once
 from reconciler.health import Health
-from reconciler.scheduler import ContextFactory, describe, reconcile_once
+from reconciler.rollout.state import Control
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState
 from tests.apply.world import USE_CASE, ErrorRule, World
@@ -35,9 +38,20 @@ def _settings(world: World) -> Settings:
 
 def _contexts(world: World) -> ContextFactory:
     def make(repo: Path, desired: DesiredState, settings: Settings) -> ApplyContext:
-        return dataclasses.replace(world.context(desired), repo=repo)
+        return dataclasses.replace(world.context(desired, drive_rollouts=False), repo=repo)
 
     return make
+
+
+def _until_settled(world: World, cycle: Callable[[], CycleReport]) -> CycleReport:
+    """Run cycles as the controller would: the next one when a rollout asks for it."""
+    for _ in range(100):
+        report = cycle()
+        if report.requeue_after is None:
+            return report
+        assert report.applied and set(report.applied.values()) == {Health.PROGRESSING}, report
+        world.clock.sleep(report.requeue_after)
+    raise AssertionError("the rollout never settled")
 
 
 def _only_npc_and_story(repo: Path) -> None:
@@ -51,13 +65,17 @@ def test_automated_use_cases_are_applied_and_the_others_wait(
     _only_npc_and_story(world.repo)
     served_traffic(_never_fails)
 
-    first = reconcile_once(world.repo, None, _settings(world), make_context=_contexts(world))
+    def cycle() -> CycleReport:
+        return reconcile_once(world.repo, None, _settings(world), make_context=_contexts(world))
 
+    first = cycle()
     assert first.error is None, first
-    assert first.applied == {USE_CASE: Health.HEALTHY}
+    assert first.applied == {USE_CASE: Health.PROGRESSING}  # one step, no waiting on a bake
     assert first.waiting == ("story-generation",)  # not automated: a person applies it
+    last = _until_settled(world, cycle)
+    assert last.applied == {USE_CASE: Health.HEALTHY}, last
     assert world.aliases() == {"champion": "3", "previous": "2"}
-    second = reconcile_once(world.repo, None, _settings(world), make_context=_contexts(world))
+    second = cycle()
     assert (second.applied, second.in_sync) == ({}, (USE_CASE,))
     assert "in sync: npc-dialogue" in describe(second)
 
@@ -86,13 +104,13 @@ def test_following_a_branch_picks_up_what_is_merged(
     shutil.rmtree(follower / "desired_state" / "datasets")  # the commit is read, not the folder
     served_traffic(_never_fails)
 
-    def cycle() -> object:
+    def cycle() -> CycleReport:
         return reconcile_once(
             follower, "origin/main", _settings(world), make_context=_contexts(world), fetch=True
         )
 
     waiting = cycle()
-    assert getattr(waiting, "waiting", None) == (USE_CASE, "story-generation"), waiting
+    assert waiting.waiting == (USE_CASE, "story-generation"), waiting
     assert world.aliases() == {"champion": "2"}
 
     npc.write_text(npc.read_text().replace("automated: false", "automated: true"))
@@ -100,7 +118,46 @@ def test_following_a_branch_picks_up_what_is_merged(
     merged = author.index.commit("automate npc-dialogue")
     author.remote("origin").push("main")
 
-    applied = cycle()
-    assert getattr(applied, "commit", None) == merged.hexsha
-    assert getattr(applied, "applied", None) == {USE_CASE: Health.HEALTHY}, applied
+    applied = _until_settled(world, cycle)
+    assert applied.commit == merged.hexsha
+    assert applied.applied == {USE_CASE: Health.HEALTHY}, applied
     assert world.aliases() == {"champion": "3", "previous": "2"}
+
+
+def test_a_temporary_failure_backs_off_then_is_retried(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    _only_npc_and_story(world.repo)
+    served_traffic(_never_fails)
+    retries = Retries(clock=world.clock)
+
+    def cycle() -> CycleReport:
+        return reconcile_once(
+            world.repo, None, _settings(world), make_context=_contexts(world), retries=retries
+        )
+
+    with use_case_lock(world.state_dir, USE_CASE):  # another reconciler holds it
+        held = cycle()
+    assert held.applied == {USE_CASE: Health.DEGRADED}
+    assert "being reconciled by" in held.messages[USE_CASE]
+    assert cycle().backing_off == (USE_CASE,)  # not hammered at once
+    world.clock.sleep(60)  # the first backoff is 30 s
+    assert cycle().applied == {USE_CASE: Health.PROGRESSING}
+
+
+def test_a_permanent_failure_waits_for_a_new_desired_state(world: World) -> None:
+    """A rollout rolled back is final for its desired state: later cycles do not retry it."""
+    _only_npc_and_story(world.repo)
+    retries = Retries(clock=world.clock)
+    world.journal.request(USE_CASE, Control.ABORT)
+
+    def cycle() -> CycleReport:
+        return reconcile_once(
+            world.repo, None, _settings(world), make_context=_contexts(world), retries=retries
+        )
+
+    aborted = _until_settled(world, cycle)
+    assert aborted.applied == {USE_CASE: Health.DEGRADED}
+    after = cycle()
+    assert after.applied == {} and USE_CASE in after.in_sync  # rejected: nothing to do
+    assert world.aliases() == {"champion": "2"}

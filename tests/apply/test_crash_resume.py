@@ -6,11 +6,14 @@ reaches each crash point; after every kill it checks the invariants, then starts
 apply, which must pick up where the last one died. The last apply runs to the end.
 
 Invariants: live weights sum to 100 and name existing versions; `champion` names an existing
-version; at most one version per idempotency key.
+version; at most one version per idempotency key (and training attempt). And the rollout's
+promise: killed while the candidate bakes at 100%, the next apply bakes and judges 100% again
+before it promotes - the routes already showing 100% prove nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -61,9 +64,25 @@ def operation(action: str, status: str, nth: int = 1) -> Callable[[Path], bool]:
 
 def canary_passed(weight: int) -> Callable[[Path], bool]:
     def reached(db: Path) -> bool:
-        return bool(_journal_rows(db, f"SELECT 1 FROM rollouts WHERE passed_weight >= {weight}"))
+        query = f"SELECT 1 FROM judgements WHERE stage = '{weight}%' AND outcome = 'Successful'"
+        return bool(_journal_rows(db, query))
 
     reached.__name__ = f"canary-passed-{weight}"
+    return reached
+
+
+def baking_at(weight: int) -> Callable[[Path], bool]:
+    """The rollout stands at `weight` with its window open: it is baking there."""
+
+    def reached(db: Path) -> bool:
+        for (state_json,) in _journal_rows(db, "SELECT state FROM rollouts"):
+            state = json.loads(str(state_json))
+            stage = state["stages"][state["stage_index"]]
+            if stage["weight"] == weight and state["stage_started_at"] is not None:
+                return state["phase"] == "Progressing"
+        return False
+
+    reached.__name__ = f"baking-at-{weight}"
     return reached
 
 
@@ -74,7 +93,7 @@ CRASH_POINTS = [
     operation("evaluate", "running"),
     canary_passed(10),
     canary_passed(50),
-    operation("promote", "running", nth=2),
+    baking_at(100),  # the routes show 100%, nothing has judged it yet
 ]
 
 
@@ -153,7 +172,11 @@ def _check_invariants(env: dict[str, str]) -> ObservedState:
     if model is not None:
         champion = model.aliases.get("champion")
         assert champion is None or model.version(champion) is not None
-        keys = Counter(v.tag(lineage.KEY) for v in model.versions if v.tag(lineage.KEY))
+        keys = Counter(
+            (v.tag(lineage.KEY), v.tag("reconciler.training.attempt"))
+            for v in model.versions
+            if v.tag(lineage.KEY)
+        )
         assert all(count == 1 for count in keys.values()), keys
     return ObservedState(registry={USE_CASE: model}, traffic={})
 
@@ -186,6 +209,7 @@ def test_kill_9_at_every_stage_then_resume_converges(
             if killed or reached(journal):
                 break
     assert len(killed_at) >= len(CRASH_POINTS) - 1, (killed_at, "\n".join(outputs))
+    killed_in_final_bake = time.time()
 
     for _ in range(FINAL_ROUNDS):
         final = _apply(repo, env)
@@ -198,6 +222,18 @@ def test_kill_9_at_every_stage_then_resume_converges(
     assert model is not None
     champion = model.version(model.aliases["champion"])
     assert champion is not None and champion.tag(lineage.ROLE) == "trained"
+    # Killed while baking at 100%: promoted only after 100% was judged again, afterwards.
+    assert killed_at[-1] == "baking-at-100", killed_at
+    final = [
+        json.loads(str(body))
+        for (body,) in _journal_rows(
+            journal, "SELECT body FROM judgements WHERE final = 1 AND outcome = 'Successful'"
+        )
+    ]
+    assert final and final[-1]["candidate"] == champion.version
+    assert final[-1]["window_end"] > killed_in_final_bake, final[-1]  # judged after the kill
+    history = _journal_rows(journal, "SELECT version FROM history ORDER BY id")
+    assert history[-1] == (champion.version,)
 
     replan = subprocess.run(
         [

@@ -9,7 +9,11 @@ from the gateway's own request log:
 - a good model goes through every step and becomes champion;
 - a model whose answers the shipped guardrails block breaches `guardrailViolationRate` and is
   rolled back, and no player ever reads what it said;
-- a model whose provider fails breaches `errorRate` and is rolled back.
+- a model whose provider fails breaches `errorRate` and is rolled back;
+- with a shadow phase, the candidate first answers mirrored copies of live requests, judged
+  against the champion's answers to the same requests, before any player sees it;
+- blue-green: judged on mirrored traffic, then all traffic at once with the old champion kept
+  warm, judged again, and only then the old champion released.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +32,12 @@ import pytest
 from mlflow import MlflowClient
 
 from reconciler import lineage
-from reconciler.apply.clock import ScaledClock
-from reconciler.apply.engine import apply_plan
+from reconciler.apply.context import ApplyContext, Reporter
 from reconciler.apply.journal import Journal
+from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.request_log_metrics import RequestLogMetrics
-from reconciler.apply.run import ApplyContext, Reporter
 from reconciler.child_process import free_port, wait_until_serving
+from reconciler.clock import SYSTEM_CLOCK
 from reconciler.demo.players import Players
 from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.server import GatewayServer, build_gateway
@@ -43,6 +48,7 @@ from reconciler.observe.observer import observe
 from reconciler.observe.state import Route
 from reconciler.plan.diff import diff, live_routes
 from reconciler.registry.mlflow_registry import MlflowRegistry
+from reconciler.rollout.analysis import AnalysisOutcome, Metric
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
 from reconciler.traffic.store import TrafficStore, Writer
@@ -86,11 +92,21 @@ class LiveWorld:
             registry=self.registry,
             traffic=self.traffic,
             journal=self.journal,
-            clock=ScaledClock(TIME_SCALE),
+            clock=SYSTEM_CLOCK,
             builder=BuildingNotExpected(),
             metrics=RequestLogMetrics(self.settings.state_dir / "requests.db"),
             report=Reporter(self.lines),
+            time_scale=TIME_SCALE,
+            control_poll_seconds=0.5,
         )
+
+    def judged(self) -> list[tuple[str, AnalysisOutcome]]:
+        """(stage, outcome) of every conclusive analysis, in order."""
+        return [
+            (j.stage, j.outcome)
+            for j in self.journal.judgements(USE_CASE)
+            if j.outcome is not AnalysisOutcome.INCONCLUSIVE
+        ]
 
     def aliases(self) -> dict[str, str]:
         model = self.registry.snapshot([USE_CASE])[USE_CASE]
@@ -114,10 +130,25 @@ class LiveWorld:
         return [(str(s), str(g), str(o)) for s, g, o in rows]
 
 
-def _world(repo: Path, root: Path, candidate_model: str) -> LiveWorld:
+# Rollout settings a test may ask for, written into story-generation's spec.
+ROLLOUTS = {
+    "canary": "",
+    "shadow": (
+        "    shadow:\n      duration: 1h\n      minRequests: 10\n"
+        "      analysis:\n        behaviorSimilarity: {min: 0.6}\n"
+        "        guardrailViolationRate: {max: 0.001}\n"
+    ),
+    "blueGreen": "    strategy: blueGreen\n",
+}
+
+
+def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary") -> LiveWorld:
     """Champion 1 (an older provider model), candidate 2 (`candidate_model`, evaluated)."""
     spec = repo / "desired_state" / "story-generation.yaml"
-    spec.write_text(spec.read_text().replace("id: narrator-large", f"id: {candidate_model}"))
+    text = spec.read_text().replace("id: narrator-large", f"id: {candidate_model}")
+    if rollout == "blueGreen":
+        text = text.replace("    steps: [10, 50, 100]\n", "")
+    spec.write_text(text.replace("  rollout:\n", "  rollout:\n" + ROLLOUTS[rollout]))
     desired = load_desired_state(repo).state
     assert desired is not None
     identity = desired.identities[USE_CASE]
@@ -167,7 +198,8 @@ def live(
     """The world for the candidate model the test names, with players on a real gateway."""
     monkeypatch.setenv("STORY_PROVIDER_BASE_URL", provider_url)
     monkeypatch.setenv("STORY_PROVIDER_API_KEY", "sk-test-not-a-real-key")
-    world = _world(shipped_repo, tmp_path, request.param)
+    model, _, rollout = str(request.param).partition("+")
+    world = _world(shipped_repo, tmp_path, model, rollout or "canary")
     guard = PolicyOutputGuard.from_desired_state(
         world.desired, store=ViolationStore(world.settings.state_dir), base_path=shipped_repo
     )
@@ -180,6 +212,12 @@ def live(
         )
         players = Players(gateway.url, prompts, connections={USE_CASE: 4}).start()
         try:
+            # The gateway's first answer loads the guardrails' encoder: rollouts start once
+            # players are being answered, as they would on a gateway that has been serving.
+            deadline = time.monotonic() + 180
+            while players.answered == 0:
+                assert time.monotonic() < deadline, "the gateway never answered a player"
+                time.sleep(0.1)
             yield world
         finally:
             players.stop()
@@ -196,13 +234,11 @@ def _apply(world: LiveWorld) -> Health:
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-next"], indirect=True)
 def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> None:
-    assert _apply(live) is Health.HEALTHY, live.lines
+    assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
 
     assert live.aliases() == {"champion": "2", "previous": "1"}
     assert live_routes(live.traffic.read(USE_CASE)) == (Route("2", 100),)
-    windows = [line for line in live.lines if "analysis at" in line]
-    assert [w.split("analysis at ")[1].split(":")[0] for w in windows] == ["10%", "50%", "100%"]
-    assert all("passed" in w for w in windows), windows
+    assert live.judged() == [(w, AnalysisOutcome.SUCCESSFUL) for w in ("10%", "50%", "100%")]
     served = live.logged("2")
     assert served and all(status == "ok" for status, _, _ in served)
     assert all(output.startswith("echo[narrator-next]: ") for _, _, output in served)
@@ -233,3 +269,89 @@ def test_a_model_whose_provider_fails_is_rolled_back(live: LiveWorld) -> None:
     assert "errorRate" in live.tags("2")[lineage.REJECTED]
     assert {status for status, _, _ in live.logged("2")} == {"error"}
     assert os.environ["STORY_PROVIDER_API_KEY"] not in "\n".join(live.lines)
+
+
+def _mirrored(world: LiveWorld, version: str) -> list[tuple[str, str | None]]:
+    """(status, the live request it copies) of every shadow copy `version` answered."""
+    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
+        rows = db.execute(
+            "SELECT status, mirror_of FROM requests WHERE use_case = ? AND model_version = ? "
+            "AND shadow = 1",
+            (USE_CASE, version),
+        ).fetchall()
+    return [(str(s), m) for s, m in rows]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("live", ["narrator-next+shadow"], indirect=True)
+def test_a_shadow_phase_judges_answers_to_the_same_live_prompts_first(live: LiveWorld) -> None:
+    assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
+
+    judged = live.judged()
+    assert judged[0] == ("shadow", AnalysisOutcome.SUCCESSFUL)
+    assert judged[1:] == [(w, AnalysisOutcome.SUCCESSFUL) for w in ("10%", "50%", "100%")]
+    shadow = next(j for j in live.journal.judgements(USE_CASE) if j.stage == "shadow")
+    similarity = next(
+        m for m in shadow.analysis.measurements if m.metric is Metric.BEHAVIOR_SIMILARITY
+    )
+    assert similarity.sample_size >= 10 and similarity.value is not None
+    assert similarity.value >= 0.6
+    copies = _mirrored(live, "2")
+    assert copies and all(mirror_of for _, mirror_of in copies)
+    # While in shadow no player was served by the candidate: its first live answer came after.
+    first_live = min(ts for ts in _live_times(live, "2"))
+    assert first_live >= shadow.window_end
+    assert live.aliases() == {"champion": "2", "previous": "1"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("live", ["narrator-harmful+shadow"], indirect=True)
+def test_a_candidate_failing_in_the_shadow_never_serves_a_player(live: LiveWorld) -> None:
+    assert _apply(live) is Health.DEGRADED
+
+    assert live.logged("2") == []  # no live request ever reached it
+    assert _mirrored(live, "2")  # it answered copies, which nobody read
+    rejected = live.tags("2")[lineage.REJECTED]
+    assert "at shadow" in rejected and "behaviorSimilarity" in rejected
+    assert live.aliases() == {"champion": "1"}
+    assert live_routes(live.traffic.read(USE_CASE)) == (Route("1", 100),)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("live", ["narrator-next+blueGreen"], indirect=True)
+def test_blue_green_switches_at_once_and_releases_the_old_champion_after_analysis(
+    live: LiveWorld,
+) -> None:
+    assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
+
+    assert live.judged() == [
+        ("preview", AnalysisOutcome.SUCCESSFUL),
+        ("100% (post-promotion)", AnalysisOutcome.SUCCESSFUL),
+    ]
+    post = next(j for j in live.journal.judgements(USE_CASE) if j.stage.startswith("100%"))
+    # The old champion stayed loaded and answered mirrored copies during the post-promotion
+    # analysis, ready for an instant rollback; afterwards it is released.
+    kept_warm = _mirrored(live, "1")
+    assert kept_warm
+    assert live.traffic.read(USE_CASE).routes == (Route("2", 100),)
+    assert live.aliases() == {"champion": "2", "previous": "1"}
+    assert post.weight == 100
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("live", ["narrator-failing+blueGreen"], indirect=True)
+def test_blue_green_failing_in_preview_never_takes_live_traffic(live: LiveWorld) -> None:
+    assert _apply(live) is Health.DEGRADED
+
+    assert live.logged("2") == []
+    assert "errorRate" in live.tags("2")[lineage.REJECTED]
+    assert live.aliases() == {"champion": "1"}
+
+
+def _live_times(world: LiveWorld, version: str) -> list[float]:
+    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
+        rows = db.execute(
+            "SELECT ts FROM requests WHERE use_case = ? AND model_version = ? AND shadow = 0",
+            (USE_CASE, version),
+        ).fetchall()
+    return [float(ts) for (ts,) in rows]

@@ -1,30 +1,46 @@
-"""Progressive shift end to end on real MLflow, the real route table and the real request log."""
+"""Rollouts applied for real - MLflow, the route table, the journal, the request log - on a
+manual clock: each path of the rollout machine as the apply engine drives it."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
 
 from reconciler import lineage
-from reconciler.apply.engine import apply_plan
-from reconciler.apply.journal import Cause, Control, RolloutProgress
+from reconciler.apply.context import ApplyContext
+from reconciler.apply.journal import Cause, OperationStatus
+from reconciler.apply.plan_runner import AlteredPlanError, StalePlanError, apply_plan
 from reconciler.apply.status import use_case_status
-from reconciler.health import Health, Sync
+from reconciler.health import Health
+from reconciler.lineage import Alias
 from reconciler.observe.observer import observe
 from reconciler.observe.state import Route
+from reconciler.plan import planfile
 from reconciler.plan.diff import diff, live_routes
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Plan, PromoteChange, ShiftChange
+from reconciler.rollout.analysis import AnalysisOutcome
+from reconciler.rollout.state import Control, Phase
 from reconciler.traffic.store import Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
+
+
+class Crash(BaseException):
+    """The process dies here (as SIGKILL would: nothing after it runs)."""
 
 
 def plan_now(world: World) -> Plan:
     observed = observe(world.desired, world.registry, world.traffic)
     return diff(world.desired, observed, only=[USE_CASE])
+
+
+def status_of(world: World) -> dict[str, object]:
+    observed = observe(world.desired, world.registry, world.traffic)
+    statuses = use_case_status(
+        world.desired, observed, plan_now(world), world.journal, state_dir=world.state_dir
+    )
+    return next(s for s in statuses if s.name == USE_CASE).as_json()
 
 
 def never_fails(version: str, weight: int) -> bool:
@@ -43,24 +59,18 @@ def test_good_candidate_goes_through_every_step_to_champion(
     assert result.health is Health.HEALTHY, world.lines
     assert world.aliases() == {"champion": "3", "previous": "2"}
     assert live_routes(world.traffic.read(USE_CASE)) == (Route("3", 100),)
-    steps = [line for line in world.lines if "analysis at" in line]
-    assert [s.split("analysis at ")[1].split("%")[0] for s in steps] == [
-        "10",
-        "25",
-        "50",
-        "75",
-        "100",
+    judged = world.journal.judgements(USE_CASE)
+    assert [(j.stage, j.outcome) for j in judged] == [
+        (w, AnalysisOutcome.SUCCESSFUL) for w in ("10%", "25%", "50%", "75%", "100%")
     ]
+    # Every step baked its full 30 minutes on its own window.
+    assert all(j.window_end - j.window_start >= 1800 for j in judged)
     (change,) = world.journal.history(USE_CASE)
     assert (change.version, change.previous, change.cause) == ("3", "2", Cause.COMMIT)
     # Converged: the next plan is empty, and status says so.
-    after = plan_now(world)
-    assert not after.has_changes
-    observed = observe(world.desired, world.registry, world.traffic)
-    status = {s.name: s for s in use_case_status(world.desired, observed, after, world.journal)}[
-        USE_CASE
-    ]
-    assert (status.sync, status.health, status.champion) == (Sync.SYNCED, Health.HEALTHY, "3")
+    assert not plan_now(world).has_changes
+    status = status_of(world)
+    assert (status["sync"], status["health"], status["champion"]) == ("Synced", "Healthy", "3")
 
 
 def test_candidate_failing_at_step_two_is_rolled_back_and_not_retried(
@@ -77,104 +87,186 @@ def test_candidate_failing_at_step_two_is_rolled_back_and_not_retried(
     tags = world.version_tags("3")
     assert "errorRate" in tags[lineage.REJECTED] and "25%" in tags[lineage.REJECTED]
     assert tags[lineage.REJECTED_DIGEST] == world.desired.identities[USE_CASE].digest
-    assert any("analysis at 10%: passed" in line for line in world.lines)
+    assert world.analyses()[0].startswith("10%: passed")
+    # failureLimit 2: two failed checks at 25%, each on a fresh window, then the rollback.
+    failed = [j for j in world.journal.judgements(USE_CASE) if j.outcome is AnalysisOutcome.FAILED]
+    assert [j.stage for j in failed] == ["25%", "25%"]
     retry = plan_now(world)
     assert [c.action.value for c in retry.changes] == ["noop"]
     assert "rejected" in retry.changes[0].reason
+    status = status_of(world)
+    assert status["health"] == "Degraded" and "rejected" in str(status["message"])
 
 
-def test_no_traffic_pauses_and_never_promotes(world: World) -> None:
+def test_no_traffic_keeps_baking_until_the_deadline_then_pauses_never_promotes(
+    world: World,
+) -> None:
     result = apply_plan(plan_now(world), world.context())
 
     assert result.health is Health.SUSPENDED
     assert world.aliases() == {"champion": "2", "challenger": "3"}
     assert live_routes(world.traffic.read(USE_CASE)) == (Route("2", 90), Route("3", 10))
-    progress = world.journal.rollout(USE_CASE)
-    assert progress is not None and "fewer than minRequests" in (progress.paused_reason or "")
-    observed = observe(world.desired, world.registry, world.traffic)
-    statuses = use_case_status(world.desired, observed, plan_now(world), world.journal)
-    status = next(s for s in statuses if s.name == USE_CASE)
-    assert status.health is Health.SUSPENDED
+    state = world.journal.rollout(USE_CASE)
+    assert state is not None and state.phase is Phase.PAUSED
+    judged = world.journal.judgements(USE_CASE)
+    assert {j.outcome for j in judged} == {AnalysisOutcome.INCONCLUSIVE}
+    assert len(judged) > 1  # judged again at the interval while there was time
+    assert judged[-1].window_end - judged[-1].window_start >= 7200  # the 2h progress deadline
+    status = status_of(world)
+    assert status["health"] == "Suspended"
+    assert "no evidence by the progress deadline" in str(status["message"])
+    rollout = status["rollout"]
+    assert isinstance(rollout, dict) and rollout["stage"] == "10%"
+    assert rollout["last_judgement"]["outcome"] == "Inconclusive"
 
 
-def test_paused_rollout_resumes_at_its_step(
+def test_a_rollout_paused_for_no_data_tries_its_step_again_at_the_next_apply(
     world: World, served_traffic: Callable[[ErrorRule], None]
 ) -> None:
-    apply_plan(plan_now(world), world.context())  # no traffic yet: paused at 10%
+    apply_plan(plan_now(world), world.context())  # no players yet: paused at 10%
     served_traffic(never_fails)
     resumed = plan_now(world)
     assert "resuming at 10%" in resumed.changes[0].reason
     assert apply_plan(resumed, world.context()).health is Health.HEALTHY
     assert world.aliases()["champion"] == "3"
-    # The step that paused was judged again, not taken as passed.
-    analyses = [line.split("analysis at ")[1] for line in world.lines if "analysis at" in line]
-    assert analyses[0].startswith("10%: 0 requests")
-    assert analyses[1].startswith("10%: passed")
+    outcomes = [(j.stage, j.outcome) for j in world.journal.judgements(USE_CASE)]
+    assert outcomes[0] == ("10%", AnalysisOutcome.INCONCLUSIVE)
+    assert ("10%", AnalysisOutcome.SUCCESSFUL) in outcomes  # judged again, never taken as passed
 
 
-def test_a_resumed_rollout_skips_only_steps_whose_analysis_passed(
+def test_evidence_arriving_late_is_waited_for_within_the_deadline(
     world: World, served_traffic: Callable[[ErrorRule], None]
 ) -> None:
-    # A crash right after 25% passed, before the weights moved on: the canary stands at 25%.
-    world.registry.set_alias(USE_CASE, "challenger", "3")
-    world.registry.set_model_tag(
-        USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "2", "challenger": "3"})
-    )
-    world.traffic.write(USE_CASE, [Route("2", 75), Route("3", 25)], writer=Writer.RECONCILER)
-    digest = world.desired.identities[USE_CASE].digest
-    world.journal.save_rollout(RolloutProgress(USE_CASE, digest, "3", "2", 25, 0, time.time()))
+    late = world.clock.now() + 2400  # players come 40 minutes into the first 30-minute bake
+
+    def quiet_until_late(version: str, weight: int) -> bool:
+        return False
+
+    served_traffic(quiet_until_late)
+    players = world.clock.on_sleep.pop()
+    world.clock.on_sleep.append(lambda a, b: players(max(a, late), b) if b > late else None)
+
+    assert apply_plan(plan_now(world), world.context()).health is Health.HEALTHY
+    at_10 = [j for j in world.journal.judgements(USE_CASE) if j.stage == "10%"]
+    assert [j.outcome for j in at_10[:-1]] == [AnalysisOutcome.INCONCLUSIVE] * (len(at_10) - 1)
+    assert at_10[-1].outcome is AnalysisOutcome.SUCCESSFUL
+    # One growing window, judged again every minute until the evidence was there.
+    assert {j.window_start for j in at_10} == {at_10[0].window_start}
+    assert at_10[1].window_end - at_10[0].window_end == pytest.approx(60)
+    assert at_10[-1].window_end > late
+
+
+def test_a_crash_during_the_final_bake_bakes_and_judges_100_percent_before_promoting(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
     served_traffic(never_fails)
 
-    plan = plan_now(world)
-    assert plan.changes[0].after is not None
-    assert plan.changes[0].after["steps"] == [25, 50, 75, 100]
-    assert apply_plan(plan, world.context()).health is Health.HEALTHY
+    def die_in_final_bake(since: float, until: float) -> None:
+        state = world.journal.rollout(USE_CASE)
+        if state and state.stage.weight == 100 and state.stage_started_at is not None:
+            raise Crash
 
-    judged = [line.split("analysis at ")[1][:3] for line in world.lines if "analysis at" in line]
-    assert judged == ["50%", "75%", "100"]
+    world.clock.on_sleep.append(die_in_final_bake)
+    with pytest.raises(Crash):
+        apply_plan(plan_now(world), world.context())
+    world.clock.on_sleep.remove(die_in_final_bake)
+    assert live_routes(world.traffic.read(USE_CASE)) == (Route("3", 100),)
+    assert world.aliases()["champion"] == "2"
+    crashed_at = world.clock.now()
+
+    plan = plan_now(world)
+    shift = plan.changes[0]
+    assert isinstance(shift, ShiftChange) and shift.after.rollout is not None
+    assert shift.after.rollout.steps == [100]  # the plan sees the routes at 100%...
+    assert apply_plan(plan, world.context()).health is Health.HEALTHY
+    # ...but 100% was baked and judged before the promotion.
+    final = [j for j in world.journal.judgements(USE_CASE) if j.stage == "100%"]
+    assert [j.outcome for j in final] == [AnalysisOutcome.SUCCESSFUL]
+    assert final[0].window_end > crashed_at
     assert world.aliases() == {"champion": "3", "previous": "2"}
 
 
-def test_operator_abort_during_bake_rolls_back(
-    world: World, served_traffic: Callable[[ErrorRule], None]
-) -> None:
-    served_traffic(never_fails)
+def test_a_promotion_without_a_passed_final_analysis_is_refused(world: World) -> None:
+    # The candidate stands at 100% (a hand edit, a crash), but nothing judged it there.
+    world.registry.set_alias(USE_CASE, "challenger", "3")
+    world.traffic.write(USE_CASE, [Route("3", 100)], writer=Writer.RECONCILER)
+    promote = next(c for c in plan_now(world).changes if isinstance(c, PromoteChange))
+    assert promote.after.requires_analysis
+    only_promote = plan_now(world).model_copy(update={"changes": (promote,)})
 
-    def abort_soon() -> None:
-        time.sleep(0.1)
-        world.journal.request(USE_CASE, Control.ABORT)
+    result = apply_plan(only_promote, world.context(), check_stale=False)
 
-    threading.Thread(target=abort_soon).start()
-    result = apply_plan(plan_now(world), world.context())
     assert result.health is Health.DEGRADED
-    assert world.aliases() == {"champion": "2"}
-    assert world.version_tags("3")[lineage.REJECTED] == "aborted by an operator"
+    assert "no passed analysis at its last step" in result.outcomes[0].message
+    assert world.aliases()["champion"] == "2"
 
 
-def test_operator_promote_skips_the_remaining_steps(
-    world: World, served_traffic: Callable[[ErrorRule], None]
+@pytest.mark.parametrize(
+    ("control", "health", "champion"),
+    [(Control.ABORT, Health.DEGRADED, "2"), (Control.PROMOTE, Health.HEALTHY, "3")],
+)
+def test_operator_controls_during_a_bake(
+    world: World,
+    served_traffic: Callable[[ErrorRule], None],
+    control: Control,
+    health: Health,
+    champion: str,
 ) -> None:
     served_traffic(never_fails)
-    world.journal.request(USE_CASE, Control.PROMOTE)
+    start = world.clock.now()
+
+    def operator(since: float, until: float) -> None:
+        if until - start >= 600 and world.journal.pending_control(USE_CASE) is None:
+            world.journal.request(USE_CASE, control)
+            world.clock.on_sleep.remove(operator)
+
+    world.clock.on_sleep.append(operator)
     result = apply_plan(plan_now(world), world.context())
-    assert result.health is Health.HEALTHY
-    assert world.aliases()["champion"] == "3"
-    assert not [line for line in world.lines if "analysis at 25%" in line]
+
+    assert result.health is health, world.lines
+    assert world.aliases()["champion"] == champion
+    assert world.journal.judgements(USE_CASE) == []  # obeyed within the first bake
+    assert world.clock.now() - start < 1800
+    if control is Control.ABORT:
+        assert world.version_tags("3")[lineage.REJECTED] == "aborted by an operator"
+    else:
+        (change,) = world.journal.history(USE_CASE)
+        assert change.cause is Cause.MANUAL
 
 
-def test_operator_pause_holds_the_rollout(
+def test_operator_pause_holds_the_rollout_until_resumed(
     world: World, served_traffic: Callable[[ErrorRule], None]
 ) -> None:
     served_traffic(never_fails)
     world.journal.request(USE_CASE, Control.PAUSE)
     assert apply_plan(plan_now(world), world.context()).health is Health.SUSPENDED
     assert world.aliases()["champion"] == "2"
+    assert apply_plan(plan_now(world), world.context()).health is Health.SUSPENDED  # still
+    assert "paused by an operator" in str(status_of(world)["message"])
+    world.journal.request(USE_CASE, Control.RESUME)
+    assert apply_plan(plan_now(world), world.context()).health is Health.HEALTHY
+
+
+def test_a_controller_advances_a_rollout_one_step_per_cycle_without_waiting(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    served_traffic(never_fails)
+    cycles = 0
+    while world.aliases().get("champion") != "3":
+        cycles += 1
+        assert cycles < 100, world.lines
+        before = world.clock.now()
+        result = apply_plan(plan_now(world), world.context(drive_rollouts=False))
+        assert world.clock.now() == before  # a cycle never waits on a bake
+        (outcome,) = result.outcomes
+        if outcome.health is Health.PROGRESSING:
+            assert outcome.requeue_after is not None
+            world.clock.sleep(outcome.requeue_after)  # the controller's next cycle
+    assert world.journal.rollout(USE_CASE) is not None
+    assert len(world.journal.judgements(USE_CASE)) == 5
 
 
 def test_stale_saved_plan_is_refused(world: World) -> None:
-    from reconciler.apply.engine import StalePlanError
-    from reconciler.traffic.store import Writer
-
     plan = plan_now(world)
     world.traffic.write(USE_CASE, [Route("1", 100)], writer=Writer.MANUAL)
     with pytest.raises(StalePlanError, match="registry or the traffic changed"):
@@ -182,9 +274,29 @@ def test_stale_saved_plan_is_refused(world: World) -> None:
     assert world.aliases() == {"champion": "2"}  # nothing was half-applied
 
 
-def test_weights_edited_by_hand_are_healed(world: World) -> None:
-    from reconciler.traffic.store import Writer
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda doc: doc["changes"][0]["after"]["rollout"].update(steps=[100]),
+        lambda doc: doc["changes"][0]["after"]["rollout"].update(candidate="1"),
+        lambda doc: doc["changes"].pop(0),
+    ],
+    ids=["skip-the-canary", "another-version", "drop-a-change"],
+)
+def test_an_edited_saved_plan_is_refused_before_anything_moves(
+    world: World, edit: Callable[[dict[str, object]], object]
+) -> None:
+    document = json.loads(planfile.dumps(plan_now(world)))
+    edit(document)
+    document.pop("summary")
+    tampered = Plan.model_validate(document)
+    with pytest.raises(AlteredPlanError, match="does not match what the planner makes"):
+        apply_plan(tampered, world.context())
+    assert world.aliases() == {"champion": "2"}
+    assert live_routes(world.traffic.read(USE_CASE)) == (Route("2", 100),)
 
+
+def test_weights_edited_by_hand_are_healed(world: World) -> None:
     world.registry.set_alias(USE_CASE, "champion", "3")
     world.registry.set_model_tag(USE_CASE, lineage.APPLIED_ALIASES, '{"champion": "3"}')
     world.traffic.write(USE_CASE, [Route("3", 100)], writer=Writer.RECONCILER)
@@ -203,3 +315,43 @@ def test_second_apply_waits_for_the_lock_and_names_the_holder(world: World) -> N
     with use_case_lock(world.state_dir, USE_CASE), held:
         apply_plan(plan_now(world), world.context(), lock_timeout=0.3)
     assert world.aliases() == {"champion": "2"}
+
+
+def test_a_row_left_running_by_a_dead_process_is_reported_interrupted(world: World) -> None:
+    digest = world.desired.identities[USE_CASE].digest
+    world.journal.start(USE_CASE, digest, "shift", 0)  # and then the process died
+    status = status_of(world)
+    assert status["last_operation"]["status"] == "interrupted"  # type: ignore[index]
+    assert status["health"] != "Progressing"
+    apply_plan(plan_now(world), world.context(drive_rollouts=False))
+    rows = world.journal.last_operation(USE_CASE)
+    assert rows is not None and rows.status is not OperationStatus.RUNNING
+    first = world.journal.interrupt_orphans(USE_CASE)
+    assert first == 0  # the apply already marked it
+
+
+def test_an_unexpected_error_in_one_use_case_is_recorded_and_the_others_go_on(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    """story-generation must register its first version: this builder breaks with a bug."""
+
+    class BrokenBuilder:
+        def register_base(self, use_case: object, identity: object) -> str:
+            raise RuntimeError("boom")
+
+    served_traffic(never_fails)
+    observed = observe(world.desired, world.registry, world.traffic)
+    plan = diff(world.desired, observed, only=[USE_CASE, "story-generation"])
+    context: ApplyContext = world.context()
+    context = context.__class__(**{**context.__dict__, "builder": BrokenBuilder()})
+
+    result = apply_plan(plan, context, parallelism=2)
+
+    outcomes = {o.use_case: o for o in result.outcomes}
+    assert outcomes[USE_CASE].health is Health.HEALTHY
+    broken = outcomes["story-generation"]
+    assert broken.health is Health.DEGRADED and not broken.retryable
+    assert "internal error: RuntimeError: boom" in broken.message
+    row = world.journal.last_operation("story-generation")
+    assert row is not None and row.status is OperationStatus.FAILED
+    assert world.aliases()[Alias.CHAMPION.value] == "3"

@@ -1,8 +1,11 @@
 """A registry with a champion and an evaluated candidate, and traffic that follows the weights.
 
-The traffic fixture plays the gateway's part for rollout tests: it picks a version by the live
-route table's weights and logs each request through the gateway's real request log, which
-canary analysis then reads. Whether the candidate errors is up to each test.
+Everything runs for real - MLflow (sqlite), the route table, the journal, the gateway's
+request log - except time: a `ManualClock` moves only when the rollout waits, so half an hour
+of bake takes no time and every run is the same. The traffic fixture plays the players' part:
+each time the clock moves it logs requests through the gateway's real request log, spread
+over the interval, each to a version picked by the live route table's weights (and copies to
+shadow routes), failing as the test says. Canary analysis then reads that log.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.apply.builder import EvaluationOutcome
-from reconciler.apply.clock import ScaledClock
+from reconciler.apply.context import ApplyContext, Reporter
 from reconciler.apply.journal import Journal
+from reconciler.apply.ports import EvaluationOutcome
 from reconciler.apply.request_log_metrics import RequestLogMetrics
-from reconciler.apply.run import ApplyContext, Reporter
+from reconciler.clock import ManualClock
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
@@ -23,8 +26,6 @@ from reconciler.spec.model import UseCase
 from reconciler.traffic.store import TrafficStore
 
 USE_CASE = "npc-dialogue"
-# npc-dialogue bakes 30m per step: scaled to 0.6 s, long enough for minRequests at 10%.
-TIME_SCALE = 0.6 / 1800
 
 
 class BuildingNotExpected:
@@ -52,9 +53,12 @@ class World:
     traffic: TrafficStore
     journal: Journal
     log_path: Path
+    clock: ManualClock
     lines: list[str] = field(default_factory=list)
 
-    def context(self, desired: DesiredState | None = None) -> ApplyContext:
+    def context(
+        self, desired: DesiredState | None = None, *, drive_rollouts: bool = True
+    ) -> ApplyContext:
         return ApplyContext(
             repo=self.repo,
             state_dir=self.state_dir,
@@ -62,10 +66,13 @@ class World:
             registry=self.registry,
             traffic=self.traffic,
             journal=self.journal,
-            clock=ScaledClock(TIME_SCALE),
+            clock=self.clock,
             builder=BuildingNotExpected(),
             metrics=RequestLogMetrics(self.log_path),
             report=Reporter(self.lines),
+            drive_rollouts=drive_rollouts,
+            # Operators are obeyed within this much manual time: fewer idle polls, same paths.
+            control_poll_seconds=300,
         )
 
     def aliases(self) -> dict[str, str]:
@@ -79,6 +86,10 @@ class World:
         found = model.version(version)
         assert found is not None
         return dict(found.tags)
+
+    def analyses(self) -> list[str]:
+        """'10%: passed ...' for every analysis line the apply printed, in order."""
+        return [line.split("analysis at ")[1] for line in self.lines if "analysis at " in line]
 
 
 ErrorRule = Callable[[str, int], bool]  # (version, its current weight) -> request fails?

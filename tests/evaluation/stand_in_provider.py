@@ -24,9 +24,14 @@ class Provider:
     answer: Answer
     bodies: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    # The next requests to fail, each as (HTTP status, Retry-After header or None).
+    failures: list[tuple[int, str | None]] = field(default_factory=list)
 
     def says(self, text: str) -> None:
         self.answer = lambda body: text
+
+    def fails(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
+        self.failures += [(status, retry_after)] * times
 
 
 def last_user_message(body: dict[str, Any]) -> str:
@@ -47,6 +52,20 @@ def serve_provider(answer: Answer) -> Iterator[Provider]:
             with lock:
                 provider.bodies.append(body)
                 provider.keys.append(self.headers.get("Authorization", ""))
+                failure = provider.failures.pop(0) if provider.failures else None
+            if failure is not None:
+                status, retry_after = failure
+                error = json.dumps(
+                    {"error": {"message": "overloaded; echoing Bearer sk-live-secret"}}
+                ).encode()
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
             text = provider.answer(body)
             payload = {
                 "id": "chatcmpl-stand-in",

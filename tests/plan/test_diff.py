@@ -2,31 +2,49 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
 
-from reconciler import lineage
-from reconciler.observe.state import (
-    ObservedState,
-    RegisteredModelSnapshot,
-    Route,
-    TrafficSnapshot,
-    VersionSnapshot,
-)
+from reconciler.lineage import Alias
+from reconciler.observe.state import ObservedState, Route, TrafficSnapshot
 from reconciler.plan.diff import diff
-from reconciler.plan.model import NEW_BASE, NEW_VERSION, Plan
-from reconciler.spec.identity import UseCaseIdentity
+from reconciler.plan.model import (
+    NEW_BASE,
+    NEW_VERSION,
+    EvaluateChange,
+    PromoteChange,
+    ReasonCode,
+    RegisterChange,
+    RollbackChange,
+    RouteRef,
+    ShiftChange,
+    TrainChange,
+)
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.spec.model import TrainingMethod
+from tests.plan.worlds import (
+    FACTION,
+    NPC,
+    STORY,
+    World,
+    actions,
+    champion_deleted,
+    champion_moved_by_hand,
+    converged,
+    evaluated_for_older_desired_state,
+    failed_evaluation,
+    in_rollout,
+    new_candidate_after_converged,
+    plan_for,
+    previous_moved_by_hand,
+    rejected_not_serving,
+    rejected_still_serving,
+    weights_edited_by_hand,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-NPC = "npc-dialogue"  # LoRA-trained, selfHeal on
-FACTION = "faction-decision"  # fully trained, selfHeal off
-STORY = "story-generation"  # external provider, never trained
 
 
 @pytest.fixture(scope="module")
@@ -34,160 +52,6 @@ def desired() -> DesiredState:
     state = load_desired_state(ROOT).state
     assert state is not None
     return state
-
-
-@dataclass
-class World:
-    """A small builder for one registered model and its routes."""
-
-    identity: UseCaseIdentity
-    versions: list[VersionSnapshot] = field(default_factory=list)
-    aliases: dict[str, str] = field(default_factory=dict)
-    applied: dict[str, str] | None = None
-    routes: tuple[Route, ...] = ()
-    applied_routes: tuple[Route, ...] | None = None
-
-    def version(self, number: str, key: str, **tags: str) -> World:
-        self.versions.append(
-            VersionSnapshot(number, tags=MappingProxyType({lineage.KEY: key, **tags}))
-        )
-        return self
-
-    def base(self, number: str = "1") -> World:
-        return self.version(number, self.identity.base_key)
-
-    def target(self, number: str, **tags: str) -> World:
-        return self.version(number, self.identity.target_key, **tags)
-
-    def passed(self, number: str) -> World:
-        return self.target(
-            number,
-            **{
-                lineage.EVALUATION_VERDICT: "passed",
-                lineage.EVALUATION_DIGEST: self.identity.digest,
-            },
-        )
-
-    def serving(self, version: str, weight: int = 100, *, by_reconciler: bool = True) -> World:
-        self.routes = (Route(version, weight),)
-        if by_reconciler:
-            self.applied_routes = self.routes
-        return self
-
-    def snapshot(self, name: str) -> RegisteredModelSnapshot:
-        tags = {}
-        if self.applied is not None:
-            tags[lineage.APPLIED_ALIASES] = json.dumps(self.applied)
-        return RegisteredModelSnapshot(
-            name=name,
-            aliases=MappingProxyType(self.aliases),
-            tags=MappingProxyType(tags),
-            versions=tuple(self.versions),
-        )
-
-
-def plan_for(desired: DesiredState, use_case: str, build: Callable[[World], World] | None) -> Plan:
-    registry = {}
-    traffic = {}
-    if build is not None:
-        world = build(World(desired.identities[use_case]))
-        registry[desired.use_case(use_case).spec.registered_model] = world.snapshot(use_case)
-        traffic[use_case] = TrafficSnapshot(world.routes, world.applied_routes)
-    observed = ObservedState(registry=registry, traffic=traffic)
-    return diff(desired, observed, only=[use_case])
-
-
-def actions(plan: Plan) -> list[str]:
-    return [c.action.value + ("!" if c.drift else "") for c in plan.changes]
-
-
-def converged(w: World, version: str = "2") -> World:
-    w.base().passed(version)
-    w.aliases = {"champion": version}
-    w.applied = {"champion": version}
-    return w.serving(version)
-
-
-def in_rollout(w: World) -> World:
-    """Champion 2 serves; candidate 3 is challenger at 25%."""
-    w.base().passed("2").passed("3")
-    w.aliases = {"champion": "2", "challenger": "3"}
-    w.applied = dict(w.aliases)
-    w.routes = (Route("2", 75), Route("3", 25))
-    w.applied_routes = w.routes
-    return w
-
-
-def champion_moved_by_hand(w: World) -> World:
-    converged(w)
-    w.aliases["champion"] = "1"
-    return w
-
-
-def weights_edited_by_hand(w: World) -> World:
-    converged(w)
-    w.routes = (Route("1", 50), Route("2", 50))
-    return w
-
-
-def previous_moved_by_hand(w: World) -> World:
-    converged(w)
-    assert w.applied is not None
-    w.applied["previous"] = "1"
-    w.aliases["previous"] = "2"
-    return w
-
-
-def champion_deleted(w: World) -> World:
-    w.base().passed("2")
-    w.aliases = {"champion": "9"}
-    return w
-
-
-def new_candidate_after_converged(w: World) -> World:
-    w.version("7", "sha256:an-older-training")
-    return converged(w, "7").passed("8")
-
-
-def evaluated_for_older_desired_state(w: World) -> World:
-    return w.base().target(
-        "2", **{lineage.EVALUATION_VERDICT: "passed", lineage.EVALUATION_DIGEST: "sha256:old"}
-    )
-
-
-def failed_evaluation(w: World) -> World:
-    return w.base().target(
-        "2",
-        **{
-            lineage.EVALUATION_VERDICT: "failed",
-            lineage.EVALUATION_DIGEST: w.identity.digest,
-            lineage.EVALUATION_REASON: "behaviorSimilarity 0.31 < 0.5",
-        },
-    )
-
-
-def rejected_not_serving(w: World) -> World:
-    w.base().version("2", "sha256:older")
-    w.target(
-        "3",
-        **{lineage.REJECTED: "errorRate 0.2 > 0.01", lineage.REJECTED_DIGEST: w.identity.digest},
-    )
-    w.aliases = {"champion": "2"}
-    w.applied = {"champion": "2"}
-    return w.serving("2")
-
-
-def rejected_still_serving(w: World) -> World:
-    w.base().version("2", "sha256:older")
-    w.target(
-        "3",
-        **{lineage.REJECTED: "errorRate 0.2 > 0.01", lineage.REJECTED_DIGEST: w.identity.digest},
-    )
-    w.aliases = {"champion": "2", "challenger": "3"}
-    w.applied = dict(w.aliases)
-    w.routes = (Route("2", 50), Route("3", 50))
-    w.applied_routes = w.routes
-    return w
 
 
 CASES: list[tuple[str, str, Callable[[World], World] | None, list[str]]] = [
@@ -256,56 +120,78 @@ def test_fresh_pipeline_details(desired: DesiredState) -> None:
     plan = plan_for(desired, NPC, None)
     register, serve_base, route_base, train, evaluate, canary, promote = plan.changes
     identity = desired.identities[NPC]
-    assert register.before is None
-    assert register.after is not None and register.after["key"] == identity.base_key
-    assert serve_base.after == {"champion": NEW_BASE, "challenger": None}
-    assert route_base.after == {"routes": [{"version": NEW_BASE, "weight": 100}], "steps": [100]}
-    assert train.after is not None and train.after["key"] == identity.target_key
-    assert train.after["method"] == "lora" and train.after["base_version"] == NEW_BASE
-    assert evaluate.after is not None and evaluate.after["baseline"] == NEW_BASE
-    assert canary.before == {
-        "champion": NEW_BASE,
-        "challenger": None,
-        "routes": [{"version": NEW_BASE, "weight": 100}],
+    assert isinstance(register, RegisterChange) and register.before is None
+    assert register.after.key == identity.base_key and register.after.role == "base"
+    assert register.code is ReasonCode.NEW_REGISTERED_MODEL
+    assert isinstance(serve_base, PromoteChange)
+    assert serve_base.after.aliases == {Alias.CHAMPION: NEW_BASE, Alias.CHALLENGER: None}
+    assert not serve_base.after.requires_analysis
+    assert serve_base.code is ReasonCode.BASE_SERVES_FIRST
+    assert isinstance(route_base, ShiftChange) and route_base.after.rollout is None
+    assert route_base.after.routes == [RouteRef(version=NEW_BASE, weight=100)]
+    assert isinstance(train, TrainChange) and train.after.key == identity.target_key
+    assert train.after.method is TrainingMethod.LORA and train.after.base_version == NEW_BASE
+    assert isinstance(evaluate, EvaluateChange) and evaluate.after.baseline == NEW_BASE
+    assert isinstance(canary, ShiftChange) and canary.code is ReasonCode.ROLLOUT
+    assert canary.before.routes == [RouteRef(version=NEW_BASE, weight=100)]
+    assert canary.before.aliases == {Alias.CHAMPION: NEW_BASE, Alias.CHALLENGER: None}
+    assert canary.after.rollout is not None
+    assert canary.after.rollout.steps == [10, 25, 50, 75, 100]
+    assert (canary.after.rollout.candidate, canary.after.rollout.champion) == (
+        NEW_VERSION,
+        NEW_BASE,
+    )
+    assert isinstance(promote, PromoteChange) and promote.after.requires_analysis
+    assert promote.after.aliases == {
+        Alias.CHAMPION: NEW_VERSION,
+        Alias.CHALLENGER: None,
+        Alias.PREVIOUS: NEW_BASE,
     }
-    assert canary.after is not None and canary.after["steps"] == [10, 25, 50, 75, 100]
-    assert promote.after == {"champion": NEW_VERSION, "challenger": None, "previous": NEW_BASE}
 
 
 def test_external_model_is_promoted_directly(desired: DesiredState) -> None:
     _, evaluate, promote, shift = plan_for(desired, STORY, None).changes
-    assert evaluate.after is not None and evaluate.after["baseline"] is None
+    assert isinstance(evaluate, EvaluateChange) and evaluate.after.baseline is None
     assert "absolute thresholds only" in evaluate.reason
-    assert promote.after == {"champion": NEW_VERSION, "challenger": None}
-    assert shift.after is not None and shift.after["routes"] == [
-        {"version": NEW_VERSION, "weight": 100}
-    ]
+    assert isinstance(promote, PromoteChange) and promote.code is ReasonCode.FIRST_CHAMPION
+    assert promote.after.aliases == {Alias.CHAMPION: NEW_VERSION, Alias.CHALLENGER: None}
+    assert isinstance(shift, ShiftChange)
+    assert shift.after.routes == [RouteRef(version=NEW_VERSION, weight=100)]
 
 
 def test_canary_uses_the_spec_steps_and_resumes_from_current_weight(desired: DesiredState) -> None:
     fresh = plan_for(desired, NPC, new_candidate_after_converged)
     shift = fresh.changes[0]
-    assert shift.after is not None and shift.after["steps"] == [10, 25, 50, 75, 100]
-    assert shift.after["challenger"] == "8"
+    assert isinstance(shift, ShiftChange) and shift.after.rollout is not None
+    assert shift.after.rollout.steps == [10, 25, 50, 75, 100]
+    assert shift.after.rollout.candidate == "8" and not shift.after.rollout.shadow
     resumed = plan_for(desired, NPC, in_rollout).changes[0]
     # The canary stands at 25%; whether that step's analysis passed is the journal's to say,
-    # not the plan's, so it is listed again (apply skips it when it did pass).
-    assert resumed.after is not None and resumed.after["steps"] == [25, 50, 75, 100]
-    assert "resuming at 25%" in resumed.reason
+    # not the plan's, so it is listed again (the rollout machine knows whether it passed).
+    assert isinstance(resumed, ShiftChange) and resumed.after.rollout is not None
+    assert resumed.after.rollout.steps == [25, 50, 75, 100]
+    assert "resuming at 25%" in resumed.reason and resumed.code is ReasonCode.ROLLOUT_RESUME
     promote = plan_for(desired, NPC, in_rollout).changes[1]
-    assert promote.after == {"champion": "3", "challenger": None, "previous": "2"}
+    assert isinstance(promote, PromoteChange)
+    assert promote.after.aliases == {
+        Alias.CHAMPION: "3",
+        Alias.CHALLENGER: None,
+        Alias.PREVIOUS: "2",
+    }
     # A change's `before` is what it expects after the earlier changes of the same plan.
-    assert promote.before == {"champion": "2", "challenger": "3", "previous": None}
+    assert promote.before.aliases == {
+        Alias.CHAMPION: "2",
+        Alias.CHALLENGER: "3",
+        Alias.PREVIOUS: None,
+    }
 
 
 def test_rollback_restores_the_champion(desired: DesiredState) -> None:
     (rollback,) = plan_for(desired, NPC, rejected_still_serving).changes
-    assert rollback.after == {
-        "champion": "2",
-        "challenger": None,
-        "routes": [{"version": "2", "weight": 100}],
-        "rejected": "3",
-    }
+    assert isinstance(rollback, RollbackChange)
+    assert rollback.after.aliases == {Alias.CHAMPION: "2", Alias.CHALLENGER: None}
+    assert rollback.after.routes == [RouteRef(version="2", weight=100)]
+    assert rollback.after.rejected == "3"
     assert "errorRate 0.2 > 0.01" in rollback.reason
 
 

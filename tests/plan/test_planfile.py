@@ -29,10 +29,33 @@ def test_round_trip(plan: Plan, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_unknown_format_version_is_refused(plan: Plan) -> None:
+@pytest.mark.parametrize("version", [3, "2"])
+def test_unknown_format_version_is_refused(plan: Plan, version: object) -> None:
     document = planfile.plan_to_json(plan)
-    document["format_version"] = 2
-    with pytest.raises(PlanFileError, match="plan format 2"):
+    document["format_version"] = version
+    with pytest.raises(PlanFileError, match="plan format"):
+        planfile.loads(json.dumps(document))
+
+
+def test_a_version_1_plan_is_refused_with_a_message_to_plan_again(plan: Plan) -> None:
+    document = planfile.plan_to_json(plan)
+    document["format_version"] = 1
+    with pytest.raises(PlanFileError, match=r"plan format 1.*reconciler plan"):
+        planfile.loads(json.dumps(document))
+
+
+def test_every_change_round_trips_with_its_typed_payload(plan: Plan) -> None:
+    again = planfile.loads(planfile.dumps(plan))
+    assert [type(c) for c in again.changes] == [type(c) for c in plan.changes]
+    assert again.changes == plan.changes
+
+
+def test_a_payload_of_the_wrong_shape_for_its_action_is_corrupt(plan: Plan) -> None:
+    document = planfile.plan_to_json(plan)
+    register = next(c for c in document["changes"] if c["action"] == "register")
+    register["after"] = {"routes": []}
+    document.pop("summary")
+    with pytest.raises(PlanFileError, match="corrupt"):
         planfile.loads(json.dumps(document))
 
 

@@ -45,12 +45,12 @@ def test_markdown_has_summary_table_and_details(fresh_plan: Plan) -> None:
 
 def test_json_shape(fresh_plan: Plan) -> None:
     document = json.loads(render_json(fresh_plan))
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
     assert set(document["source"]) >= {"commit", "digest", "ref"}
     assert document["summary"]["changes"] == 18
     assert document["summary"]["by_action"]["train"] == 2
     for change in document["changes"]:
-        assert set(change) >= {"use_case", "action", "reason", "before", "after"}
+        assert set(change) >= {"use_case", "action", "reason", "code", "before", "after"}
     assert {c["use_case"] for c in document["changes"]} == {
         "npc-dialogue",
         "faction-decision",

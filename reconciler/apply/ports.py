@@ -1,8 +1,8 @@
-"""What the apply engine needs from training and evaluation, as a small interface.
+"""What the apply engine needs from the world beyond the registry and the route table.
 
-The implementation over MLflow + transformers lives in `reconciler.training` and
-`reconciler.evaluation`; the engine only sees these three calls, each idempotent on the
-use case's keys (a second call finds the version the first one made).
+Small interfaces, implemented by adapters wired in `commands.py`: the model builder (training
+and evaluation over MLflow + transformers, in `model_builder.py`) and the metrics source
+(the gateway's request log, in `request_log_metrics.py`). Tests substitute real alternatives.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from reconciler.rollout.analysis import WindowMetrics
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.model import UseCase
 
@@ -22,6 +23,9 @@ class EvaluationOutcome:
 
 
 class ModelBuilder(Protocol):
+    """Each call is idempotent on the use case's keys: a second call finds the version the
+    first one made."""
+
     def register_base(self, use_case: UseCase, identity: UseCaseIdentity) -> str:
         """The base version's number, registering it if no version has the base key."""
         ...
@@ -38,4 +42,21 @@ class ModelBuilder(Protocol):
         champion: str | None,
     ) -> EvaluationOutcome:
         """Judge the candidate (retraining within the spec's attempts) and tag the verdict."""
+        ...
+
+
+class MetricsSource(Protocol):
+    def window(
+        self,
+        use_case: str,
+        version: str,
+        *,
+        since: float,
+        until: float,
+        mirrored: bool = False,
+        compare_with: str | None = None,
+    ) -> WindowMetrics:
+        """What `version` of `use_case` did with requests in [since, until): live traffic, or
+        the copies mirrored to it; with `compare_with`, also how similar its answers were to
+        that version's answers to the same requests."""
         ...

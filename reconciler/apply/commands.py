@@ -1,19 +1,23 @@
-"""Wiring for the apply-family commands: settings → adapters → engine. No decisions here."""
+"""Wiring for the apply-family commands: settings → adapters → engine. No decisions here.
+
+This is the composition place: the registry client, the route table, the journal, the clock,
+the model builder and the metrics source are built here once and passed in, so the engine
+and a test can substitute real alternatives.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
 
-from reconciler.apply.clock import ScaledClock
-from reconciler.apply.engine import apply_plan
+from reconciler.apply.context import ApplyContext, Reporter, UseCaseRun
 from reconciler.apply.guardrail_watch import WatchFinding
-from reconciler.apply.journal import Cause, Control, Journal
+from reconciler.apply.journal import Cause, Journal
 from reconciler.apply.locks import use_case_lock
-from reconciler.apply.run import ApplyContext, Reporter, UseCaseRun
+from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.status import UseCaseStatus, use_case_status
+from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import ReconcilerError
 from reconciler.health import Health
 from reconciler.lineage import Alias
@@ -22,6 +26,7 @@ from reconciler.plan.model import Plan
 from reconciler.plan.render import render_text
 from reconciler.planning import make_plan
 from reconciler.registry.mlflow_registry import MlflowRegistry
+from reconciler.rollout.state import Control
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
 from reconciler.traffic.store import TrafficStore
@@ -29,9 +34,9 @@ from reconciler.traffic.store import TrafficStore
 JOURNAL_FILE = "journal.db"
 
 
-def journal(settings: Settings | None = None) -> Journal:
+def journal(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Journal:
     settings = settings or Settings.from_environment()
-    return Journal(settings.state_dir / JOURNAL_FILE)
+    return Journal(settings.state_dir / JOURNAL_FILE, clock=clock)
 
 
 def _load(repo: Path, ref: str | None) -> DesiredState:
@@ -44,23 +49,34 @@ def _load(repo: Path, ref: str | None) -> DesiredState:
 
 
 def build_context(
-    repo: Path, desired: DesiredState, settings: Settings, *, time_scale: float = 1.0
+    repo: Path,
+    desired: DesiredState,
+    settings: Settings,
+    *,
+    time_scale: float = 1.0,
+    drive_rollouts: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ApplyContext:
     from reconciler.apply.model_builder import MlflowModelBuilder
     from reconciler.apply.request_log_metrics import RequestLogMetrics
     from reconciler.gateway.config import request_log_path
 
+    registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
     return ApplyContext(
         repo=repo,
         state_dir=settings.state_dir,
         desired=desired,
-        registry=MlflowRegistry(settings.tracking_uri, settings.registry_uri),
+        registry=registry,
         traffic=TrafficStore(settings.traffic_db),
-        journal=journal(settings),
-        clock=ScaledClock(time_scale),
-        builder=MlflowModelBuilder(repo=repo, desired=desired, settings=settings),
+        journal=journal(settings, clock=clock),
+        clock=clock,
+        builder=MlflowModelBuilder(
+            repo=repo, desired=desired, settings=settings, registry=registry
+        ),
         metrics=RequestLogMetrics(request_log_path(settings)),
         report=_EchoReporter(),
+        time_scale=time_scale,
+        drive_rollouts=drive_rollouts,
     )
 
 
@@ -76,12 +92,22 @@ def _saved_plan(
     plan = planfile.load(path)
     source = plan.source
     # Read exactly the commit the plan was made from, when it was made from one.
-    ref = ref or (source.commit if source.commit and not source.dirty else None)
-    desired = _load(repo, ref)
+    commit = source.commit if source.commit and not source.dirty else None
+    try:
+        desired = _load(repo, ref or commit)
+    except ReconcilerError as exc:
+        raise ReconcilerError(
+            f"cannot read the desired state the saved plan {path} was made from "
+            f"({exc}); run `reconciler plan` again"
+        ) from None
     if only:
-        plan = plan.model_copy(
-            update={"changes": tuple(c for c in plan.changes if c.use_case in only)}
-        )
+        unknown = sorted(set(only) - set(plan.use_cases()))
+        if unknown:
+            raise ReconcilerError(
+                f"the saved plan has no changes for {', '.join(unknown)} "
+                f"(it covers {', '.join(plan.use_cases()) or 'nothing'})"
+            )
+        plan = plan.only(set(only))
     return plan, desired
 
 
@@ -130,27 +156,40 @@ def collect_status(repo: Path, ref: str | None) -> list[UseCaseStatus]:
     made = make_plan(repo, ref, settings)
     if made.plan is None or made.desired is None or made.observed is None:
         raise ReconcilerError("the desired state is invalid; run `reconciler validate`")
-    return use_case_status(made.desired, made.observed, made.plan, journal(settings))
+    return use_case_status(
+        made.desired, made.observed, made.plan, journal(settings), state_dir=settings.state_dir
+    )
 
 
-def request_control(use_case: str, control: Control) -> None:
+def known_use_case(repo: Path, use_case: str) -> DesiredState:
+    desired = _load(repo, None)
+    names = [u.name for u in desired.use_cases]
+    if use_case not in names:
+        raise ReconcilerError(f"unknown use case {use_case} (known: {', '.join(names)})")
+    return desired
+
+
+def request_control(repo: Path, use_case: str, control: Control) -> str:
+    """Ask the running (or next) rollout of `use_case` to pause, resume, abort or promote."""
+    known_use_case(repo, use_case)
     store = journal()
-    if control is Control.RESUME:
-        store.clear_control(use_case)
-        rollout = store.rollout(use_case)
-        if rollout is not None and rollout.paused_reason:
-            store.save_rollout(dataclasses.replace(rollout, paused_reason=None))
-        return
+    rollout = store.rollout(use_case)
     store.request(use_case, control)
+    if rollout is None or not rollout.active:
+        return (
+            f"{control.value} requested for {use_case}; no rollout is in progress, so the "
+            "next one obeys it when it starts"
+        )
+    return (
+        f"{control.value} requested for {use_case}; the rollout of {rollout.candidate} "
+        f"({rollout.stage.label}, {rollout.phase.value}) obeys it at its next step"
+    )
 
 
 def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
     settings = Settings.from_environment()
-    desired = _load(repo, None)
-    try:
-        spec = desired.use_case(use_case)
-    except KeyError:
-        raise ReconcilerError(f"unknown use case {use_case}") from None
+    desired = known_use_case(repo, use_case)
+    spec = desired.use_case(use_case)
     context = build_context(repo, desired, settings)
     run = UseCaseRun(context, spec, desired.identities[use_case])
     with use_case_lock(settings.state_dir, use_case):
@@ -216,7 +255,7 @@ def run_controller_command(
     import signal
     import threading
 
-    from reconciler.scheduler import (
+    from reconciler.controller import (
         ControllerSettings,
         describe,
         reconcile_once,
@@ -239,7 +278,8 @@ def run_controller_command(
     settings = Settings.from_environment()
 
     def make_context(repo: Path, desired: DesiredState, settings: Settings) -> ApplyContext:
-        return build_context(repo, desired, settings, time_scale=time_scale)
+        # A controller advances each rollout one step per cycle and never waits on a bake.
+        return build_context(repo, desired, settings, time_scale=time_scale, drive_rollouts=False)
 
     if once:
         report = reconcile_once(
@@ -254,6 +294,8 @@ def run_controller_command(
             critical_rate_limit=critical_rate_limit,
             min_outputs=min_outputs,
         )
+        for name, message in sorted(report.messages.items()):
+            click.echo(f"  {name}: {message}")
         degraded = Health.DEGRADED in report.applied.values()
         return 1 if report.error is not None or degraded else 0
     stop = threading.Event()

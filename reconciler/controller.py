@@ -4,16 +4,20 @@ Two apscheduler jobs, each never overlapping itself:
 
 - **reconcile**, every `interval`: fetch the git remotes when asked (so `--ref origin/main`
   follows the branch people merge into), load the desired state, plan, and apply the use
-  cases whose `syncPolicy.automated` is true. The others are reported OutOfSync and wait for
-  `reconciler apply` (a person, or the apply-on-merge workflow). Each cycle starts from
-  scratch (level-triggered): a rollout paused for lack of traffic resumes at its step, drift
-  of a self-healing use case is healed, and a candidate rejected for this desired state is not
-  retried (the plan knows), while a newer commit gets its chance.
+  cases whose `syncPolicy.automated` is true, and those with a rollout in progress for the
+  current desired state (someone already approved it). The others are reported OutOfSync and
+  wait for `reconciler apply`. Each cycle starts from scratch (level-triggered): a rollout
+  paused for lack of traffic tries its step again, drift of a self-healing use case is
+  healed, a candidate rejected for this desired state is not retried (the plan knows), and a
+  newer commit gets its chance. A rollout is advanced one step per cycle, never waited on:
+  when it asks to be called again sooner than the interval, the next cycle is brought forward.
 - **guardrail watch**, every `watch_interval`: judge recent live outputs and roll back a
   version whose rate of critical findings is too high.
 
 A failure in one cycle is reported and the next cycle runs as planned; the controller never
-dies of a bad commit or an unreachable registry.
+dies of a bad commit or an unreachable registry. A use case that failed for a temporary cause
+(MLflow or the gateway unreachable, a lock held) is retried with exponential backoff; one that
+failed for a permanent cause is not retried until its desired state changes.
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler.apply.engine import apply_plan
+from reconciler.apply.context import ApplyContext
 from reconciler.apply.guardrail_watch import WatchFinding, watch_guardrails
-from reconciler.apply.run import ApplyContext
+from reconciler.apply.plan_runner import apply_plan
+from reconciler.apply.use_case_runner import UseCaseOutcome
+from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import ReconcilerError, SourceError
 from reconciler.health import Health
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Action, Plan
 from reconciler.planning import make_plan
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState
@@ -39,6 +45,9 @@ log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[Path, DesiredState, Settings], ApplyContext]
 
+_BACKOFF_FIRST_SECONDS = 30.0
+_BACKOFF_MAX_SECONDS = 3600.0
+
 
 @dataclass(frozen=True)
 class CycleReport:
@@ -46,9 +55,42 @@ class CycleReport:
 
     commit: str | None
     applied: dict[str, Health] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
     waiting: tuple[str, ...] = ()  # out of sync, not automated: a person applies them
     in_sync: tuple[str, ...] = ()
+    backing_off: tuple[str, ...] = ()  # failed for a temporary cause; retried later
+    held: tuple[str, ...] = ()  # failed for a permanent cause; waits for a new desired state
+    requeue_after: float | None = None  # the soonest a rollout wants to be advanced again
     error: str | None = None
+
+
+@dataclass
+class Retries:
+    """Per use case: when it may be tried again after a failure (the controller's memory)."""
+
+    clock: Clock = SYSTEM_CLOCK
+    not_before: dict[str, float] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    permanent: dict[str, str] = field(default_factory=dict)  # use case -> failed digest
+
+    def allowed(self, name: str, digest: str) -> bool:
+        if self.permanent.get(name) == digest:
+            return False
+        return self.clock.now() >= self.not_before.get(name, 0.0)
+
+    def record(self, outcome: UseCaseOutcome, digest: str) -> None:
+        name = outcome.use_case
+        if outcome.health is not Health.DEGRADED:
+            self.not_before.pop(name, None)
+            self.attempts.pop(name, None)
+            self.permanent.pop(name, None)
+        elif outcome.retryable:
+            attempt = self.attempts.get(name, 0) + 1
+            self.attempts[name] = attempt
+            delay = min(_BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1), _BACKOFF_MAX_SECONDS)
+            self.not_before[name] = self.clock.now() + delay
+        else:
+            self.permanent[name] = digest
 
 
 def fetch_remotes(repo: Path) -> None:
@@ -71,8 +113,10 @@ def reconcile_once(
     fetch: bool = False,
     parallelism: int = 4,
     lock_timeout: float = 0.0,
+    retries: Retries | None = None,
 ) -> CycleReport:
-    """Plan, and apply what is automated. Errors become the report's `error`."""
+    """Plan, and apply what is automated or already rolling out. Errors become `error`."""
+    retries = retries or Retries()
     try:
         if fetch:
             fetch_remotes(repo)
@@ -81,37 +125,58 @@ def reconcile_once(
             shown = "; ".join(d.render() for d in made.diagnostics[:5])
             return CycleReport(None, error=f"the desired state is invalid: {shown}")
         desired, plan = made.desired, made.plan
-        automated = {u.name for u in desired.use_cases if u.spec.sync_policy.automated}
+        context = make_context(repo, desired, settings)
+        rolling = {
+            u.name
+            for u in desired.use_cases
+            if (state := context.journal.rollout(u.name)) is not None
+            and state.active
+            and state.digest == desired.identities[u.name].digest
+        }
+        eligible = {u.name for u in desired.use_cases if u.spec.sync_policy.automated} | rolling
         pending = [name for name in plan.use_cases() if _pending(plan, name)]
-        to_apply = [name for name in pending if name in automated]
+        digests = {name: desired.identities[name].digest for name in pending}
+        wanted = [name for name in pending if name in eligible]
+        to_apply = [name for name in wanted if retries.allowed(name, digests[name])]
         report = CycleReport(
             desired.source.commit,
-            waiting=tuple(name for name in pending if name not in automated),
+            waiting=tuple(name for name in pending if name not in eligible),
             in_sync=tuple(name for name in plan.use_cases() if name not in pending),
+            backing_off=tuple(
+                n for n in wanted if n not in to_apply and retries.permanent.get(n) != digests[n]
+            ),
+            held=tuple(n for n in wanted if retries.permanent.get(n) == digests[n]),
         )
         if not to_apply:
             return report
-        only = plan.model_copy(
-            update={"changes": tuple(c for c in plan.changes if c.use_case in to_apply)}
-        )
-        context = make_context(repo, desired, settings)
         # The plan was made a moment ago from this very observation; another reconciler
         # moving things in between is caught by each change's precondition.
         result = apply_plan(
-            only, context, lock_timeout=lock_timeout, check_stale=False, parallelism=parallelism
+            plan.only(set(to_apply)),
+            context,
+            lock_timeout=lock_timeout,
+            check_stale=False,
+            parallelism=parallelism,
         )
+        for outcome in result.outcomes:
+            retries.record(outcome, digests[outcome.use_case])
+        requeues = [o.requeue_after for o in result.outcomes if o.requeue_after is not None]
         return CycleReport(
             report.commit,
             applied={o.use_case: o.health for o in result.outcomes},
+            messages={o.use_case: o.message for o in result.outcomes},
             waiting=report.waiting,
             in_sync=report.in_sync,
+            backing_off=report.backing_off,
+            held=report.held,
+            requeue_after=min(requeues, default=None),
         )
     except ReconcilerError as exc:
         return CycleReport(None, error=str(exc))
 
 
 def _pending(plan: Plan, name: str) -> bool:
-    return any(c.action.value != "noop" for c in plan.changes_for(name))
+    return any(c.action is not Action.NOOP for c in plan.changes_for(name))
 
 
 def watch_once(
@@ -161,6 +226,9 @@ def run_controller(
     """Run both jobs until `stop` is set (the CLI sets it on SIGINT / SIGTERM)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    scheduler = BackgroundScheduler()
+    retries = Retries()
+
     def reconcile() -> None:
         report = reconcile_once(
             config.repo,
@@ -169,8 +237,19 @@ def run_controller(
             make_context=make_context,
             fetch=config.fetch,
             parallelism=config.parallelism,
+            retries=retries,
         )
         say(describe(report))
+        soonest = min(
+            [s for s in (report.requeue_after, _backoff_due(retries)) if s is not None],
+            default=None,
+        )
+        if soonest is not None and soonest < config.interval_seconds:
+            # A rollout (or a retry) is due before the next regular cycle: bring it forward.
+            scheduler.modify_job(
+                "reconcile",
+                next_run_time=datetime.now(UTC) + timedelta(seconds=max(1.0, soonest)),
+            )
 
     def watch() -> None:
         try:
@@ -188,17 +267,17 @@ def run_controller(
         if findings:
             say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
 
-    scheduler = BackgroundScheduler()
-    # max_instances=1 and coalesce: a cycle that outlasts its interval (a half-hour bake) is
-    # never run twice at once, and missed runs collapse into one.
+    # max_instances=1 and coalesce: a cycle is never run twice at once, and missed runs
+    # collapse into one.
     now = datetime.now(UTC)
-    for job, every in (
-        (reconcile, config.interval_seconds),
-        (watch, config.watch_interval_seconds),
+    for job_id, job, every in (
+        ("reconcile", reconcile, config.interval_seconds),
+        ("watch", watch, config.watch_interval_seconds),
     ):
         scheduler.add_job(
             job,
             "interval",
+            id=job_id,
             seconds=every,
             next_run_time=now,
             max_instances=1,
@@ -212,6 +291,12 @@ def run_controller(
         scheduler.shutdown(wait=True)
 
 
+def _backoff_due(retries: Retries) -> float | None:
+    if not retries.not_before:
+        return None
+    return max(0.0, min(retries.not_before.values()) - retries.clock.now())
+
+
 def describe(report: CycleReport) -> str:
     if report.error is not None:
         return f"reconcile failed: {report.error}"
@@ -222,6 +307,10 @@ def describe(report: CycleReport) -> str:
         )
     if report.waiting:
         parts.append("out of sync, not automated: " + ", ".join(report.waiting))
+    if report.backing_off:
+        parts.append("retrying later: " + ", ".join(report.backing_off))
+    if report.held:
+        parts.append("failed for this desired state: " + ", ".join(report.held))
     if report.in_sync:
         parts.append("in sync: " + ", ".join(report.in_sync))
     return "reconcile: " + "; ".join(parts)

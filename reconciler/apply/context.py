@@ -1,4 +1,4 @@
-"""The state of applying one use case: its context and what earlier changes produced."""
+"""The state of applying: the context shared by every use case, and one use case's run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.apply.analysis import MetricsSource
-from reconciler.apply.builder import ModelBuilder
-from reconciler.apply.clock import Clock
 from reconciler.apply.journal import Journal
+from reconciler.apply.ports import MetricsSource, ModelBuilder
+from reconciler.clock import Clock
 from reconciler.observe.state import RegisteredModelSnapshot, TrafficSnapshot
 from reconciler.registry.interface import Registry
 from reconciler.spec.identity import UseCaseIdentity
@@ -40,10 +39,19 @@ class ApplyContext:
     builder: ModelBuilder
     metrics: MetricsSource | None
     report: Reporter
+    # Multiplies the rollout's durations (bake time, analysis interval, progress deadline)
+    # alike: 0.001 turns a 30m bake into 1.8 s for demos and tests.
+    time_scale: float = 1.0
+    # True: drive each rollout to an end (apply). False: advance it once and return, so a
+    # controller cycle never blocks on a bake.
+    drive_rollouts: bool = True
+    # While waiting on a bake, how often a driving apply looks for an operator's control.
+    control_poll_seconds: float = 5.0
 
 
 class StepResult(enum.Enum):
     DONE = "done"
+    PROGRESSING = "progressing"  # a rollout advanced and is not finished: advance it later
     SUSPENDED = "suspended"  # waits for traffic or an operator; apply again later
     DEGRADED = "degraded"  # failed or rolled back; the use case needs attention
 
@@ -57,6 +65,7 @@ class UseCaseRun:
     identity: UseCaseIdentity
     base: str | None = None
     candidate: str | None = None
+    requeue_after: float | None = None  # a progressing rollout asks to be advanced again
     messages: list[str] = field(default_factory=list)
 
     @property

@@ -1,0 +1,1 @@
+"""Progressive delivery as a pure, re-entrant step machine: stages, analysis, state, advance."""
