@@ -239,3 +239,82 @@ def test_controller_refuses_a_bad_interval_before_doing_anything(
     )
     assert code == 1
     assert "soon" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "abort", "promote", "history"])
+def test_rollout_commands_refuse_an_unknown_use_case(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    command: str,
+) -> None:
+    code, _, err = run(capsys, command, "no-such-thing", "--repo", str(shipped_repo))
+    assert code == 1
+    assert "unknown use case no-such-thing" in err and "npc-dialogue" in err
+    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db").exists()
+
+
+def test_pause_with_no_rollout_waits_for_the_next_one(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    code, out, _ = run(capsys, "pause", "npc-dialogue", "--repo", str(shipped_repo))
+    assert code == 0
+    assert "no rollout is in progress" in out and "next one obeys it" in out
+
+
+def test_history_json_lists_champion_changes_and_judgements(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
+) -> None:
+    from reconciler.apply.journal import Cause, Journal
+    from reconciler.rollout.analysis import Metric, WindowMetrics, measure, thresholds_of
+    from reconciler.rollout.state import Judgement
+    from reconciler.spec.model import AnalysisMetrics
+    from tests.rollout.test_machine import busy, new_rollout, rollout_spec
+
+    journal = Journal(Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db")
+    journal.record_champion("npc-dialogue", "3", "2", Cause.COMMIT, "commit abc")
+    thresholds = thresholds_of(AnalysisMetrics.model_validate({"errorRate": {"max": 0.01}}))
+    analysis = measure(WindowMetrics(requests=40, errors=2), thresholds, 20)
+    state = new_rollout(rollout_spec(), busy()).state
+    judgement = Judgement(
+        use_case="npc-dialogue",
+        digest=state.digest,
+        candidate="3",
+        champion="2",
+        stage="25%",
+        weight=25,
+        final=False,
+        window_start=1_800_000_000.0,
+        window_end=1_800_001_800.0,
+        analysis=analysis,
+        decision="failed: roll back",
+    )
+    journal.save_rollout(state, judgement)
+
+    code, out, _ = run(
+        capsys, "history", "npc-dialogue", "--repo", str(shipped_repo), "--output", "json"
+    )
+
+    assert code == 0
+    document = json.loads(out)
+    assert document["champion_changes"][0] | {"at": None} == {
+        "use_case": "npc-dialogue",
+        "at": None,
+        "version": "3",
+        "previous": "2",
+        "cause": "commit",
+        "detail": "commit abc",
+    }
+    (judged,) = document["judgements"]
+    assert (judged["stage"], judged["outcome"], judged["decision"]) == (
+        "25%",
+        "Failed",
+        "failed: roll back",
+    )
+    (measured,) = judged["measurements"]
+    assert measured["metric"] == Metric.ERROR_RATE.value
+    assert (measured["value"], measured["sample_size"], measured["outcome"]) == (0.05, 40, "Failed")
+    assert measured["threshold"] == {"metric": "errorRate", "bound": "max", "limit": 0.01}
+    code, text, _ = run(capsys, "history", "npc-dialogue", "--repo", str(shipped_repo))
+    assert "analysis of 3 vs 2 at 25%: Failed (40 requests) → failed: roll back" in text
+    assert "errorRate 0.05 (max 0.01, n=40): Failed" in text

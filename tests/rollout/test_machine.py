@@ -473,3 +473,27 @@ def test_challenger_alias_is_set_while_rolling_out() -> None:
     sim = new_rollout(rollout_spec(), busy(per_minute=60))
     sim.step()
     assert sim.aliases.get(Alias.CHALLENGER.value) == "3"
+
+
+def test_time_scale_scales_bakes_intervals_and_deadlines_alike() -> None:
+    spec = rollout_spec(progressDeadline="2h")
+    policy = policy_for(spec, scale=0.001)
+    stage = stages_for(spec, steps=[10, 100], shadow=False, scale=0.001)[0]
+    assert (stage.bake_seconds, policy.interval_seconds, policy.deadline_seconds) == (
+        pytest.approx(0.6),
+        pytest.approx(0.06),
+        pytest.approx(7.2),
+    )
+    # So a scaled rollout with no traffic does reach its deadline, in scaled time.
+    begun = start(
+        use_case="npc",
+        digest="d",
+        candidate="3",
+        champion="2",
+        strategy=spec.strategy,
+        stages=stages_for(spec, steps=[10, 100], shadow=False, scale=0.001),
+        policy=policy,
+        now=T0,
+    )
+    sim = Sim(begun.state, busy(per_minute=0)).run()
+    assert sim.state.phase is Phase.PAUSED and sim.now - T0 < 10
