@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 from reconciler.child_process import free_port
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from reconciler.guardrails.hook import PolicyOutputGuard
     from reconciler.guardrails.store import ViolationStore
     from reconciler.spec.loader import load_desired_state
+    from reconciler.spec.model import OpenAICompatibleModel
     from reconciler.training.tiny_model import build_tiny_model, shipped_dataset_texts
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -138,11 +140,17 @@ def main(argv: list[str] | None = None) -> int:
             tiny, extra_texts=shipped_dataset_texts(repo / "desired_state" / "datasets")
         )
 
-    provider_root = settings.state_dir / "demo-provider"
-    _say("starting the local provider for external models")
-    with running_provider(provider_root, tiny, free_port()) as provider_url:
-        os.environ.setdefault("STORY_PROVIDER_BASE_URL", provider_url)
-        os.environ.setdefault("STORY_PROVIDER_API_KEY", "demo-key-not-a-secret")
+    with ExitStack() as stack:
+        if any(
+            isinstance(model, OpenAICompatibleModel)
+            for u in desired.use_cases
+            for model in u.spec.acceptable_models
+        ):
+            _say("starting the local provider for external models")
+            provider_root = settings.state_dir / "demo-provider"
+            provider_url = stack.enter_context(running_provider(provider_root, tiny, free_port()))
+            os.environ.setdefault("STORY_PROVIDER_BASE_URL", provider_url)
+            os.environ.setdefault("STORY_PROVIDER_API_KEY", "demo-key-not-a-secret")
         guard = PolicyOutputGuard.from_desired_state(
             desired, store=ViolationStore(settings.state_dir), base_path=repo
         )

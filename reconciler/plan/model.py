@@ -298,9 +298,8 @@ class Plan(_Frozen):
 
     def summary(self) -> dict[str, Any]:
         counts = Counter(c.action.value for c in self.pending)
-        in_sync = [
-            name for name in self.use_cases() if not any(c.use_case == name for c in self.pending)
-        ]
+        changing = {c.use_case for c in self.pending}
+        in_sync = [name for name in self.use_cases() if name not in changing]
         return {
             "changes": len(self.pending),
             "use_cases": len(self.use_cases()),
