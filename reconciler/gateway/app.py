@@ -31,6 +31,7 @@ from reconciler.gateway.openai_wire import (
     completion_body,
     parse_body,
 )
+from reconciler.gateway.openapi import install_openapi
 from reconciler.gateway.request_body import read_body
 from reconciler.gateway.request_log import Feedback, FeedbackTargetError
 from reconciler.gateway.service import Gateway, Served
@@ -82,9 +83,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.gateway = gateway
+    install_openapi(app, gateway.watcher.known_use_cases)
     _install_error_handlers(app)
     app.include_router(admin_router)
 
