@@ -21,6 +21,7 @@ from reconciler.cli_options import repo_option
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
+from reconciler.redaction import redact_text
 from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("Aborted.", err=True)
         return EXIT_ERROR
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact_text(str(exc))}", err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             traceback.print_exc()
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc} "
+            f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
             "(this is a bug; set RECONCILER_DEBUG=1 for the traceback)",
             err=True,
         )
