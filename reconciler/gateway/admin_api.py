@@ -117,9 +117,18 @@ def _routes_view(gateway: Gateway, use_case: str) -> dict[str, Any]:
         "pending": None
         if pending is None
         else {"generation": pending.generation, "reason": pending.reason},
-        # Per version the routes name: can it serve, and if not, the (redacted) cause.
-        "targets": [t.as_json() for t in gateway.watcher.readiness(use_case)],
+        # Per version the routes name: can it serve, and if not, the (redacted) cause; and
+        # the latest request it failed itself, if any.
+        "targets": [
+            {**t.as_json(), "last_failure": _last_failure(gateway, use_case, t.version)}
+            for t in gateway.watcher.readiness(use_case)
+        ],
     }
+
+
+def _last_failure(gateway: Gateway, use_case: str, version: str) -> dict[str, Any] | None:
+    failure = gateway.last_failures.get(Target(use_case, version))
+    return failure.as_json() if failure else None
 
 
 @admin_router.get("/admin/routes")

@@ -38,6 +38,7 @@ from reconciler.gateway.guard import (
     OutputGuard,
     PassThroughGuard,
 )
+from reconciler.gateway.log_queries import VERSION_FAILURE_CODES
 from reconciler.gateway.metrics import GatewayMetrics
 from reconciler.gateway.model_cache import ModelCache
 from reconciler.gateway.openai_wire import ErrorType, GatewayError
@@ -93,6 +94,17 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class TargetFailure:
+    """The latest request a version failed itself: the (redacted) message, and when."""
+
+    message: str
+    at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"message": self.message, "at": self.at}
+
+
+@dataclass(frozen=True)
 class Served:
     id: str
     created: int
@@ -132,6 +144,8 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.guard_queue = GuardQueue(self.guard)
         self.shadow_dropped = 0
+        # The latest failure of each version itself (what /admin/routes shows per target).
+        self.last_failures: dict[Target, TargetFailure] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._register_gauges()
 
@@ -362,6 +376,8 @@ class Gateway:
         error = attempt.error
         if error is not None:
             message = error.message
+            if error.code in VERSION_FAILURE_CODES:
+                self.last_failures[Target(call.use_case, version)] = TargetFailure(message, now)
             self.request_log.append(
                 LoggedRequest(
                     id=response_id,

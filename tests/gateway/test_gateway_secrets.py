@@ -103,6 +103,12 @@ def test_a_provider_error_is_summarised_never_echoed(
         assert "HTTP 401 Unauthorized (invalid_api_key)" in error["message"]
         assert HOSTILE_KEY not in failed.text and "Bearer" not in failed.text
 
+    # The version's latest failure is shown per target, summarised like the answer.
+    [target] = httpx.get(f"{url}/admin/routes/story", timeout=30).json()["targets"]
+    assert target["version"] == "2" and target["ready"] is True
+    assert "HTTP 401 Unauthorized (invalid_api_key)" in target["last_failure"]["message"]
+    assert HOSTILE_KEY not in str(target)
+
     httpx.get(f"{url}/admin/usage", timeout=30)  # flushes the request log
     stored = _request_log_text(hostile_gateway.world.request_log)
     assert "HTTP 401" in stored and "upstream_error" in stored

@@ -48,4 +48,6 @@ def test_routes_that_cannot_be_served_name_the_version_and_the_cause(
     # A use case that is served reports its targets ready.
     hostile_gateway.set_routes("story", [{"version": "1", "weight": 100}])
     story = httpx.get(f"{url}/admin/routes/story", timeout=30).json()
-    assert story["targets"] == [{"version": "1", "ready": True, "serving": True, "error": None}]
+    assert story["targets"] == [
+        {"version": "1", "ready": True, "serving": True, "error": None, "last_failure": None}
+    ]
