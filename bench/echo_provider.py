@@ -7,8 +7,11 @@ answer names the model id the caller asked for, so routing can be checked end to
 
 Model ids choose a persona, so tests can roll out a bad model for real: an id ending in
 `-failing` always gets an HTTP 500, one ending in `-harmful` answers with a line no player
-should ever read (what the guardrails exist to stop). A message containing `show-sampling`
-gets the sampling it was asked with appended, so callers can see what was sent.
+should ever read (what the guardrails exist to stop), one ending in `-leaky` gets an HTTP 401
+whose message echoes the request's Authorization header (a careless provider, which callers
+must not pass on). A message containing `show-sampling` gets the sampling it was asked with
+appended, so callers can see what was sent. `/stats` counts requests, and the Authorization
+schemes they came with.
 """
 
 from __future__ import annotations
@@ -28,8 +31,23 @@ FAILURE_MARKER = "provider-fail"
 SAMPLING_MARKER = "show-sampling"
 FAILING_MODEL_SUFFIX = "-failing"
 HARMFUL_MODEL_SUFFIX = "-harmful"
+LEAKY_MODEL_SUFFIX = "-leaky"
 HARMFUL_LINE = "Nobody would miss you. You should just kill yourself tonight."
 _counts = {"requests": 0}
+
+
+def _count(request: Request) -> None:
+    _counts["requests"] += 1
+    scheme = request.headers.get("authorization", "none").split(" ", 1)[0].lower()
+    _counts[f"authorization_{scheme}"] = _counts.get(f"authorization_{scheme}", 0) + 1
+
+
+def _leak(request: Request) -> JSONResponse:
+    message = f"invalid key in 'Authorization: {request.headers.get('authorization')}'"
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}},
+        status_code=401,
+    )
 
 
 def _usage(prompt: str, answer: str) -> dict[str, int]:
@@ -49,10 +67,12 @@ def _failure() -> JSONResponse:
 
 
 async def chat(request: Request) -> Response:
-    _counts["requests"] += 1
+    _count(request)
     body: dict[str, Any] = json.loads(await request.body())
     last = body["messages"][-1]["content"]
     model = str(body["model"])
+    if model.endswith(LEAKY_MODEL_SUFFIX):
+        return _leak(request)
     if FAILURE_MARKER in last or model.endswith(FAILING_MODEL_SUFFIX):
         return _failure()
     answer = HARMFUL_LINE if model.endswith(HARMFUL_MODEL_SUFFIX) else f"echo[{model}]: {last}"
@@ -77,8 +97,10 @@ async def chat(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    _counts["requests"] += 1
+    _count(request)
     body: dict[str, Any] = json.loads(await request.body())
+    if str(body["model"]).endswith(LEAKY_MODEL_SUFFIX):
+        return _leak(request)
     prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
     if FAILURE_MARKER in prompt:
         return _failure()

@@ -21,7 +21,8 @@ from reconciler.cli_options import repo_option
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
-from reconciler.spec.diagnostics import Diagnostic
+from reconciler.redaction import redact_text
+from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
 EXIT_OK = 0
@@ -91,6 +92,7 @@ def validate(repo: Path, ref: str | None, output: str) -> None:
                             "field": d.field,
                             "message": d.message,
                             "severity": d.severity.value,
+                            "repeats": d.repeats,
                         }
                         for d in result.diagnostics
                     ],
@@ -100,7 +102,8 @@ def validate(repo: Path, ref: str | None, output: str) -> None:
         )
     elif result.state is None:
         files = len({d.file for d in errors})
-        click.echo(f"{len(errors)} error(s) in {files} file(s); nothing was changed.", err=True)
+        count = count_problems(errors)
+        click.echo(f"{count} error(s) in {files} file(s); nothing was changed.", err=True)
     else:
         state = result.state
         click.echo(
@@ -165,7 +168,8 @@ def plan(
     if made.plan is None:
         _print_diagnostics(made.diagnostics, "text")
         click.echo(
-            f"{len(made.diagnostics)} error(s) in the desired state; no plan was made.", err=True
+            f"{count_problems(made.diagnostics)} error(s) in the desired state; no plan was made.",
+            err=True,
         )
         raise SystemExit(EXIT_ERROR)
     result = made.plan
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("Aborted.", err=True)
         return EXIT_ERROR
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact_text(str(exc))}", err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             traceback.print_exc()
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc} "
+            f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
             "(this is a bug; set RECONCILER_DEBUG=1 for the traceback)",
             err=True,
         )

@@ -10,7 +10,6 @@ are kept in an ``artifacts`` folder beside it; ``RECONCILER_STATE_DIR`` moves th
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +69,8 @@ def _artifact_root(tracking_uri: str, base: Path) -> Path | None:
     return (database if database.is_absolute() else base / database).parent / "artifacts"
 
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@", re.I)
-
-
 def redact_uri(uri: str) -> str:
-    """A URI fit to print: user and password in it are replaced by ***."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", uri)
+    """A URI fit to print: user and password, and secret query values, replaced by ***."""
+    from reconciler.redaction import redact_uri as redacted
+
+    return redacted(uri)

@@ -31,3 +31,17 @@ def private_file(path: Path) -> Path:
             return path  # another process created it first
         os.close(descriptor)
     return path
+
+
+def private_database(path: Path) -> Path:
+    """`private_file` for a SQLite database, and owner-only even when it exists already:
+    an older version, or another umask, may have left it (and its -wal, -shm and -journal
+    files) readable by others. A file of another user's is left as it is."""
+    private_file(path)
+    for candidate in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            if candidate.stat().st_mode & 0o077:
+                os.chmod(candidate, FILE_MODE)
+        except (FileNotFoundError, PermissionError):
+            continue
+    return path

@@ -1,8 +1,12 @@
 """Operator endpoints: Prometheus metrics, analysis windows, usage, and the route table.
 
-Reads are open (they reveal no prompts); writes need the admin bearer token. A route write
-goes to the same SQLite table the reconciler writes, as `Writer.MANUAL`, so the reconciler
-sees it as drift; the gateway itself picks it up like any other change, through its watcher.
+Reads are open (they reveal no prompts, and every error text in them is redacted); writes
+need the admin bearer token and a body of at most `max_admin_body_bytes`. A route write goes
+to the same SQLite table the reconciler writes, as `Writer.MANUAL`, so the reconciler sees it
+as drift; the gateway itself picks it up like any other change, through its watcher.
+
+A `PUT` always leaves the use case served: its live weights must sum to 100. Taking all of a
+use case's traffic away is an outage, so it is its own explicit action, `DELETE`.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from pydantic import TypeAdapter, ValidationError
 from reconciler.errors import StateStoreError
 from reconciler.gateway.auth import require_admin
 from reconciler.gateway.log_queries import usage_by_version, window_metrics
-from reconciler.gateway.openai_wire import GatewayError, RouteEntry
+from reconciler.gateway.openai_wire import GatewayError, RouteEntry, parse_json
+from reconciler.gateway.request_body import read_body
 from reconciler.gateway.service import Gateway
 from reconciler.gateway.targets import Target, TargetError
 from reconciler.observe.state import Route
+from reconciler.redaction import redact_text
 from reconciler.traffic.store import Writer, check_routes
 
 admin_router = APIRouter()
@@ -38,7 +44,7 @@ def _gateway(request: Request) -> Gateway:
 
 async def _flushed(gateway: Gateway) -> None:
     """Wait until every record queued so far is in the file, so a window query sees it."""
-    await asyncio.wrap_future(gateway.request_log.submit(lambda db: None))
+    await gateway.log_job(lambda db: None)
 
 
 def _float_param(request: Request, name: str, default: float | None) -> float | None:
@@ -111,7 +117,18 @@ def _routes_view(gateway: Gateway, use_case: str) -> dict[str, Any]:
         "pending": None
         if pending is None
         else {"generation": pending.generation, "reason": pending.reason},
+        # Per version the routes name: can it serve, and if not, the (redacted) cause; and
+        # the latest request it failed itself, if any.
+        "targets": [
+            {**t.as_json(), "last_failure": _last_failure(gateway, use_case, t.version)}
+            for t in gateway.watcher.readiness(use_case)
+        ],
     }
+
+
+def _last_failure(gateway: Gateway, use_case: str, version: str) -> dict[str, Any] | None:
+    failure = gateway.last_failures.get(Target(use_case, version))
+    return failure.as_json() if failure else None
 
 
 @admin_router.get("/admin/routes")
@@ -154,12 +171,14 @@ async def one_route(request: Request, use_case: str) -> dict[str, Any]:
 
 @admin_router.put("/admin/routes/{use_case}")
 async def write_routes(request: Request, use_case: str) -> dict[str, Any]:
+    """Replace the routes of `use_case`; live weights must sum to 100 (DELETE removes them)."""
     gateway = _gateway(request)
     require_admin(request.headers.get("authorization"), gateway.config.admin_token)
     if not gateway.knows(use_case):
         raise GatewayError(404, f"unknown use case {use_case!r}", code="use_case_not_found")
+    raw = await read_body(request, gateway.config.max_admin_body_bytes)
     try:
-        entries = _ROUTES.validate_json(await request.body())
+        entries = _ROUTES.validate_python(parse_json(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -169,6 +188,16 @@ async def write_routes(request: Request, use_case: str) -> dict[str, Any]:
             f"(at {where or 'body'})",
         ) from exc
     routes = [Route(e.version, e.weight, e.shadow) for e in entries]
+    live_total = sum(r.weight for r in routes if not r.shadow)
+    if live_total != 100:
+        raise GatewayError(
+            400,
+            f"live weights must sum to 100; they sum to {live_total}. A PUT always leaves "
+            f"{use_case!r} served: to take all of its traffic away, DELETE "
+            f"/admin/routes/{use_case}",
+            param="weight",
+            code="weights_not_100",
+        )
     try:
         check_routes(routes)
     except StateStoreError as exc:
@@ -178,18 +207,39 @@ async def write_routes(request: Request, use_case: str) -> dict[str, Any]:
         try:
             await asyncio.to_thread(gateway.resolver.describe, Target(use_case, version))
         except TargetError as exc:
-            raise GatewayError(400, str(exc), param="version") from exc
+            raise GatewayError(400, redact_text(str(exc)), param="version") from exc
+    return await _write(request, gateway, use_case, routes)
+
+
+@admin_router.delete("/admin/routes/{use_case}")
+async def remove_routes(request: Request, use_case: str) -> dict[str, Any]:
+    """Take all of `use_case`'s traffic away (live and shadow): its requests get 503 until
+    routes are written again. The explicit form of what an empty PUT is refused for."""
+    gateway = _gateway(request)
+    require_admin(request.headers.get("authorization"), gateway.config.admin_token)
+    if not gateway.knows(use_case):
+        raise GatewayError(404, f"unknown use case {use_case!r}", code="use_case_not_found")
+    return await _write(request, gateway, use_case, [])
+
+
+async def _write(
+    request: Request, gateway: Gateway, use_case: str, routes: list[Route]
+) -> dict[str, Any]:
     expected = request.query_params.get("expected_generation")
+    try:
+        expected_generation = int(expected) if expected is not None else None
+    except ValueError as exc:
+        raise GatewayError(
+            400, "expected_generation must be an integer", param="expected_generation"
+        ) from exc
     try:
         generation = await asyncio.to_thread(
             gateway.store.write,
             use_case,
             routes,
             writer=Writer.MANUAL,
-            expected_generation=int(expected) if expected is not None else None,
+            expected_generation=expected_generation,
         )
-    except ValueError as exc:
-        raise GatewayError(400, "expected_generation must be an integer") from exc
     except StateStoreError as exc:
         raise GatewayError(409, str(exc), code="conflict") from exc
     if request.query_params.get("wait", "false").lower() in ("1", "true", "yes"):

@@ -7,7 +7,6 @@ handler turns anything unexpected into an OpenAI-style 500 rather than an HTML p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -32,6 +31,8 @@ from reconciler.gateway.openai_wire import (
     completion_body,
     parse_body,
 )
+from reconciler.gateway.openapi import install_openapi
+from reconciler.gateway.request_body import read_body
 from reconciler.gateway.request_log import Feedback, FeedbackTargetError
 from reconciler.gateway.service import Gateway, Served
 
@@ -46,20 +47,12 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def read_body(request: Request) -> bytes:
-    gateway = gateway_of(request)
-    limit = gateway.config.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(413, f"the request body exceeds {limit} bytes", code="body_too_large")
-    body = await request.body()
-    if len(body) > limit:
-        raise GatewayError(413, f"the request body exceeds {limit} bytes", code="body_too_large")
-    return body
+async def _body(request: Request) -> bytes:
+    return await read_body(request, gateway_of(request).config.max_body_bytes)
 
 
 def _use_case(request: Request, name: str) -> None:
-    request.state.use_case = name
+    # Only a known name becomes a metrics label: a client's inventions must not grow /metrics.
     if not gateway_of(request).knows(name):
         known = ", ".join(gateway_of(request).watcher.known_use_cases()) or "none"
         raise GatewayError(
@@ -69,6 +62,7 @@ def _use_case(request: Request, name: str) -> None:
             code="model_not_found",
             param="model",
         )
+    request.state.use_case = name
 
 
 def _session(request: Request, user: str | None) -> str | None:
@@ -89,15 +83,16 @@ def create_app(gateway: Gateway) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.gateway = gateway
+    install_openapi(app, gateway.watcher.known_use_cases)
     _install_error_handlers(app)
     app.include_router(admin_router)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        wire = parse_body(await read_body(request), ChatCompletionRequest)
+        wire = parse_body(await _body(request), ChatCompletionRequest)
         _use_case(request, wire.model)
         call = chat_call(
             gateway.catalog.profile(wire.model),
@@ -124,7 +119,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        wire = parse_body(await read_body(request), CompletionRequest)
+        wire = parse_body(await _body(request), CompletionRequest)
         _use_case(request, wire.model)
         call = completion_call(
             gateway.catalog.profile(wire.model),
@@ -163,14 +158,14 @@ def create_app(gateway: Gateway) -> FastAPI:
         response; a corrected_output is the text for one prompt, so a response with several
         choices needs `index` for it (400 otherwise). Answers how many outputs it went to.
         """
-        wire = parse_body(await read_body(request), FeedbackRequest)
+        wire = parse_body(await _body(request), FeedbackRequest)
         if wire.rating is None and wire.corrected_output is None:
             raise GatewayError(400, "give a rating, a corrected_output, or both", param="rating")
-        stored = gateway.request_log.record_feedback(
+        job = gateway.request_log.feedback_job(
             Feedback(wire.id, wire.rating, wire.corrected_output, wire.index)
         )
         try:
-            outputs = await asyncio.wrap_future(stored)
+            outputs = await gateway.log_job(job)
         except FeedbackTargetError as exc:
             raise GatewayError(400, str(exc), param="index") from exc
         if not outputs:
@@ -181,9 +176,13 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
+        """200 while the gateway can serve and log; 503 when the request-log writer has
+        stopped or is stuck (nothing would be logged: no training data, no canary analysis)."""
         watcher = gateway.watcher
+        writer = gateway.request_log.health()
         body = {
-            "status": "ok",
+            "status": "ok" if writer.healthy else "unhealthy",
+            "request_log": writer.as_json(),
             "use_cases": {
                 name: {
                     "generation": plan.generation,
@@ -194,7 +193,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             },
             "loaded_models": [str(t) for t in gateway.cache.loaded],
         }
-        return JSONResponse(body)
+        return JSONResponse(body, status_code=200 if writer.healthy else 503)
 
     return app
 

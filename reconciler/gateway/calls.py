@@ -2,8 +2,8 @@
 
 The use case decides the system prompt and the sampling defaults; a request may lower the
 output length (never raise it above the use case's maxNewTokens) and set its own temperature,
-top_p and stop sequences. Limits are checked here, before any routing, so an oversized or
-malformed request is a 4xx that never reaches a model or the version metrics.
+top_p and stop sequences. Limits are checked here, before any routing, so an oversized,
+empty or malformed request is a 4xx that never reaches a model or the version metrics.
 """
 
 from __future__ import annotations
@@ -47,14 +47,14 @@ def _sampling(
     )
 
 
-def _check_length(chars: int, config: GatewayConfig) -> None:
+def _check_length(chars: int, config: GatewayConfig, *, param: str) -> None:
     if chars > config.max_prompt_chars:
         raise GatewayError(
             400,
             f"the prompt is {chars} characters long; this gateway accepts at most "
             f"{config.max_prompt_chars}",
             code="context_length_exceeded",
-            param="messages",
+            param=param,
         )
 
 
@@ -80,7 +80,7 @@ def chat_call(
     if profile.system_prompt:
         # The use case's persona comes first; a caller's own system message refines it.
         messages = (ChatMessage("system", profile.system_prompt), *messages)
-    _check_length(sum(len(m.content) for m in messages), config)
+    _check_length(sum(len(m.content) for m in messages), config, param="messages")
     logged = _logged(sampling, messages=[{"role": m.role, "content": m.content} for m in messages])
     return ServingCall(
         use_case=profile.name,
@@ -102,7 +102,17 @@ def completion_call(
     prompts = wire.prompts
     if not 1 <= len(prompts) <= MAX_PROMPTS:
         raise GatewayError(400, f"give 1 to {MAX_PROMPTS} prompts", param="prompt")
-    _check_length(max(len(p) for p in prompts), config)
+    for index, prompt in enumerate(prompts):
+        if not prompt:
+            # A model continues text; from nothing it has nothing to continue.
+            where = "prompt" if isinstance(wire.prompt, str) else f"prompt.{index}"
+            raise GatewayError(
+                400,
+                f"{where} is empty; send the text to continue",
+                code="empty_prompt",
+                param=where,
+            )
+    _check_length(max(len(p) for p in prompts), config, param="prompt")
     return ServingCall(
         use_case=profile.name,
         endpoint=Endpoint.COMPLETION,

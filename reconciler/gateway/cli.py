@@ -69,9 +69,12 @@ def gateway_command(
     from reconciler.gateway.config import GatewayConfig
     from reconciler.gateway.server import build_gateway, configure_logging, serve_forever
     from reconciler.settings import Settings
+    from reconciler.state_files import private_folder
 
     configure_logging(verbose)
     settings = Settings.from_environment()
+    # Before anything else writes there (the violation store, the model cache): private.
+    private_folder(settings.state_dir)
     desired = load_valid_state(repo)
     config = GatewayConfig.from_settings(
         settings,

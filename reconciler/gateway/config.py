@@ -31,11 +31,17 @@ class GatewayConfig:
     retention_days: float = 30.0
     route_poll_seconds: float = 0.5
     max_body_bytes: int = 1_000_000
+    # A route table is a few versions; nothing an operator sends is near this.
+    max_admin_body_bytes: int = 64_000
     max_prompt_chars: int = 32_000
     max_new_tokens_limit: int = 4096
     upstream_timeout_seconds: float = 60.0
     upstream_retries: int = 2
     max_shadow_in_flight: int = 64
+    # Records waiting for the request-log writer before new ones are dropped (and counted);
+    # and how long it may spend in one batch before /healthz calls it stuck.
+    request_log_queue_limit: int = 100_000
+    request_log_stall_seconds: float = 60.0
     # The token never appears in repr() or logs.
     admin_token: str | None = field(default=None, repr=False)
 

@@ -19,6 +19,13 @@ from typing import Any
 
 from reconciler.gateway.request_log import RequestStatus, connect
 
+# Failures of the version itself: its backend raised or timed out (`upstream_error`), it
+# could not be loaded or reached (`target_unavailable`), or it produced no answer
+# (`no_output`). Anything else that fails a request after routing (the output guard being
+# down) is the gateway's, and a client's mistake is a 4xx that is never logged as an error;
+# neither says anything about the version. Rows of schema 1 carry no code and count.
+VERSION_FAILURE_CODES = frozenset({"upstream_error", "target_unavailable", "no_output"})
+
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
     """Nearest-rank percentile of already sorted values; None when there are none."""
@@ -72,12 +79,13 @@ def window_metrics(
 ) -> Mapping[str, VersionWindow]:
     """Per version of `use_case`: requests, errors, latency percentiles, guardrail violations
     for requests logged in [since, until). Live traffic by default; `shadow=True` for copies.
-    A version with no requests in the window is absent: no data, never a pass."""
+    A version with no requests in the window is absent: no data, never a pass. Errors are
+    failures of the version itself only (`VERSION_FAILURE_CODES`)."""
     if not log_path.exists():
         return MappingProxyType({})
     query = (
-        "SELECT model_version, status, latency_ms, guardrail, violations FROM requests "
-        "WHERE use_case = ? AND shadow = ? AND ts >= ?"
+        "SELECT model_version, status, error_code, latency_ms, guardrail, violations "
+        "FROM requests WHERE use_case = ? AND shadow = ? AND ts >= ?"
     )
     params: list[Any] = [use_case, int(shadow), since]
     if until is not None:
@@ -87,9 +95,12 @@ def window_metrics(
     errors: dict[str, int] = {}
     violations: dict[str, int] = {}
     with connect(log_path) as db:
-        for version, status, latency, guardrail, violation_json in db.execute(query, params):
+        for version, status, code, latency, guardrail, violation_json in db.execute(query, params):
             latencies.setdefault(version, []).append(float(latency))
-            errors[version] = errors.get(version, 0) + (status == RequestStatus.ERROR)
+            failed = status == RequestStatus.ERROR and (
+                code is None or code in VERSION_FAILURE_CODES
+            )
+            errors[version] = errors.get(version, 0) + failed
             violated = guardrail not in ("pass", "none") or violation_json not in ("[]", None)
             violations[version] = violations.get(version, 0) + violated
     windows = {}

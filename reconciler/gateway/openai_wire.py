@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.gateway.backends.base import ChatMessage, GenerationResult
+from reconciler.redaction import has_surrogates
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -137,10 +139,11 @@ class RouteEntry(_WireModel):
 
 
 NESTED_TOO_DEEPLY = "the request body nests arrays or objects too deeply to be a request"
+INVALID_UNICODE_CODE = "invalid_unicode"
 
 
-def parse_body(raw: bytes, model: type[M]) -> M:
-    """`raw` JSON validated as `model`, or a 400 that names the offending field."""
+def parse_json(raw: bytes) -> Any:
+    """`raw` as JSON holding only text that can be stored, or a 400 that says what is wrong."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -148,6 +151,54 @@ def parse_body(raw: bytes, model: type[M]) -> M:
     except RecursionError as exc:
         # The parser recurses once per `[` or `{`; no request the API defines nests this deep.
         raise GatewayError(400, NESTED_TOO_DEEPLY) from exc
+    if _SURROGATE_ESCAPE.search(raw):  # the only way one gets in: UTF-8 cannot carry it
+        _refuse_lone_surrogates(data)
+    return data
+
+
+# A JSON escape of a surrogate code point, paired or not (`\\ud83d\\ude00` is an emoji).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(data: Any) -> None:
+    """400 naming the first field whose text holds a lone UTF-16 surrogate.
+
+    JSON's `\\ud800` escape decodes to a code point that is no character: no tokenizer,
+    UTF-8 encoder or SQLite column accepts it, so such a request can be neither answered nor
+    logged. Walked with an explicit stack, as deep as json.loads allowed, without recursion.
+    """
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if has_surrogates(value):
+                where = ".".join(path) or "body"
+                raise GatewayError(
+                    400,
+                    f"invalid request: the text at {where} is not valid Unicode (it holds a lone "
+                    "UTF-16 surrogate such as \\ud800)",
+                    code=INVALID_UNICODE_CODE,
+                    param=where,
+                )
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if has_surrogates(key):
+                    where = ".".join(path) or "body"
+                    raise GatewayError(
+                        400,
+                        f"invalid request: a key in {where} is not valid Unicode (it holds a "
+                        "lone UTF-16 surrogate)",
+                        code=INVALID_UNICODE_CODE,
+                        param=where,
+                    )
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, str(i)), item) for i, item in reversed(list(enumerate(value))))
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """`raw` JSON validated as `model`, or a 400 that names the offending field."""
+    data = parse_json(raw)
     try:
         return model.model_validate(data)
     except RecursionError as exc:

@@ -6,6 +6,13 @@ that one writer thread drains in batches (one transaction per batch), so a burst
 costs one fsync, not one each. Feedback goes through the same queue, which orders it after
 the record it refers to even when it arrives right after the response. Rows older than the
 retention period are deleted by the writer about once an hour.
+
+The writer must outlive any one record: a record it cannot store (text no encoder accepts, a
+value SQLite refuses) is counted as failed and logged, and the rest of its batch is written.
+The queue is bounded and nothing on the event loop ever waits for room in it: a record that
+does not fit is dropped and counted, a job is refused at once (`RequestLogUnavailableError`).
+`health()` tells a writer that stopped, or that has been stuck in one batch for longer than
+`stall_seconds`, from one that keeps up, so /healthz can say so.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.redaction import redact_text, without_surrogates
+from reconciler.state_files import private_database
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id                TEXT PRIMARY KEY,
@@ -42,6 +52,7 @@ CREATE TABLE IF NOT EXISTS requests (
     output            TEXT,
     status            TEXT NOT NULL,
     error             TEXT,
+    error_code        TEXT,
     latency_ms        REAL NOT NULL,
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -59,13 +70,15 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 _INSERT = (
     "INSERT OR REPLACE INTO requests (id, ts, use_case, model_version, shadow, mirror_of, "
-    "endpoint, session_id, route_generation, request_json, output, status, error, latency_ms, "
-    "prompt_tokens, completion_tokens, guardrail, violations) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "endpoint, session_id, route_generation, request_json, output, status, error, error_code, "
+    "latency_ms, prompt_tokens, completion_tokens, guardrail, violations) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _BATCH = 512
 _RETENTION_EVERY_SECONDS = 3600.0
-_QUEUE_LIMIT = 100_000
+QUEUE_LIMIT = 100_000
+# A batch is a few milliseconds of SQLite; a minute in one means the disk or a lock is stuck.
+STALL_SECONDS = 60.0
 
 
 class RequestStatus(enum.StrEnum):
@@ -87,6 +100,9 @@ class LoggedRequest:
     route_generation: int
     output: str | None = None
     error: str | None = None
+    # Why it failed, as the gateway's error code: canary analysis counts only the codes that
+    # are failures of the version itself (`log_queries.VERSION_FAILURE_CODES`).
+    error_code: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     violations: tuple[str, ...] = ()
@@ -109,6 +125,7 @@ class LoggedRequest:
             self.output,
             self.status,
             self.error,
+            self.error_code,
             self.latency_ms,
             self.prompt_tokens,
             self.completion_tokens,
@@ -131,11 +148,39 @@ class FeedbackTargetError(Exception):
     """The response exists but the feedback does not say which of its outputs it is for."""
 
 
+class RequestLogUnavailableError(Exception):
+    """The writer cannot take a job now: it is not running, or its queue is full."""
+
+
+@dataclass(frozen=True)
+class WriterHealth:
+    """How the request-log writer is doing, as /healthz and /metrics report it."""
+
+    healthy: bool
+    reason: str | None
+    backlog: int
+    written: int
+    failed: int
+    dropped: int
+    last_failure: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "reason": self.reason,
+            "backlog": self.backlog,
+            "written": self.written,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "last_failure": self.last_failure,
+        }
+
+
 @contextmanager
 def connect(path: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]:
     """A connection to the request log; creates the file and schema when `create`."""
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA busy_timeout = 30000")
@@ -143,12 +188,22 @@ def connect(path: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]
         if create:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
-            if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                connection.executescript(_SCHEMA)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        # A reader may meet a log an older gateway wrote: its queries need today's columns.
+        if version < SCHEMA_VERSION and (create or version > 0):
+            _migrate(connection)
         yield connection
     finally:
         connection.close()
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a log of an older schema up to date; a new file gets the whole schema."""
+    connection.executescript(_SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(requests)")}
+    if "error_code" not in columns:  # schema 1: errors had no code
+        connection.execute("ALTER TABLE requests ADD COLUMN error_code TEXT")
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 _Job = Callable[[sqlite3.Connection], Any]
@@ -185,17 +240,26 @@ class RequestLog:
         *,
         retention_days: float = 30.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        queue_limit: int = QUEUE_LIMIT,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self.path = path
         self.retention_days = retention_days
+        self.stall_seconds = stall_seconds
         self._clock = clock
+        self._monotonic = monotonic
         self._queue: queue.Queue[LoggedRequest | tuple[_Job, Future[Any]] | None] = queue.Queue(
-            maxsize=_QUEUE_LIMIT
+            maxsize=queue_limit
         )
         self._thread: threading.Thread | None = None
         self._next_retention = 0.0
+        # Set while the writer works on a batch: how long it has, tells a stuck writer.
+        self._busy_since: float | None = None
         self.dropped = 0
         self.written = 0
+        self.failed = 0
+        self.last_failure: str | None = None
 
     def start(self) -> None:
         with connect(self.path, create=True):
@@ -204,15 +268,44 @@ class RequestLog:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
+        thread = self._thread
+        if thread is None:
             return
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if thread.is_alive():
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                log.error("the request log writer did not take the stop signal; leaving it")
+            thread.join(timeout)
         self._thread = None
 
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def health(self) -> WriterHealth:
+        reason = None
+        busy_since = self._busy_since
+        if not self.running:
+            reason = "the request log writer is not running; nothing is being logged"
+        elif busy_since is not None and self._monotonic() - busy_since >= self.stall_seconds:
+            reason = (
+                f"the request log writer has been stuck for more than {self.stall_seconds:g}s "
+                f"with {self.backlog} record(s) waiting"
+            )
+        return WriterHealth(
+            healthy=reason is None,
+            reason=reason,
+            backlog=self.backlog,
+            written=self.written,
+            failed=self.failed,
+            dropped=self.dropped,
+            last_failure=self.last_failure,
+        )
 
     def append(self, record: LoggedRequest) -> None:
         """Queue `record`; when the disk cannot keep up it is dropped and counted, not waited on."""
@@ -222,9 +315,25 @@ class RequestLog:
             self.dropped += 1
 
     def submit(self, job: _Job) -> Future[Any]:
-        """Run `job(connection)` on the writer thread after everything queued before it."""
+        """Run `job(connection)` on the writer thread after everything queued before it.
+
+        Never waits: when the writer is not running or its queue is full, the future holds
+        `RequestLogUnavailableError` at once."""
         future: Future[Any] = Future()
-        self._queue.put((job, future))
+        if not self.running:
+            future.set_exception(
+                RequestLogUnavailableError("the request log writer is not running")
+            )
+            return future
+        try:
+            self._queue.put_nowait((job, future))
+        except queue.Full:
+            self.dropped += 1
+            future.set_exception(
+                RequestLogUnavailableError(
+                    f"the request log queue is full ({self.backlog} waiting)"
+                )
+            )
         return future
 
     def record_feedback(self, feedback: Feedback) -> Future[int]:
@@ -237,6 +346,10 @@ class RequestLog:
         alone: then a rating applies to every choice, while a correction, being the text
         for one prompt, is refused unless the response has a single output.
         """
+        return self.submit(self.feedback_job(feedback))
+
+    def feedback_job(self, feedback: Feedback) -> _Job:
+        """The writer job that stores `feedback` (see `record_feedback`)."""
         now = self._clock()
         response_id = feedback.response_id
 
@@ -263,11 +376,21 @@ class RequestLog:
             )
             return len(targets)
 
-        return self.submit(job)
+        return job
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Block until everything queued so far is written (tests, shutdown)."""
-        self.submit(lambda db: None).result(timeout)
+        """Block until everything queued so far is written (tests, shutdown); unlike
+        `submit`, waits for room in a full queue, so never call it on the event loop."""
+        if not self.running:
+            raise RequestLogUnavailableError("the request log writer is not running")
+        future: Future[Any] = Future()
+        try:
+            self._queue.put((lambda db: None, future), timeout=timeout)
+        except queue.Full:
+            raise RequestLogUnavailableError(
+                f"the request log queue stayed full for {timeout:g}s"
+            ) from None
+        future.result(timeout)
 
     def _run(self) -> None:
         with connect(self.path, create=True) as db:
@@ -275,23 +398,53 @@ class RequestLog:
                 item = self._queue.get()
                 if item is None:
                     return
-                records: list[LoggedRequest] = []
-                jobs: list[tuple[_Job, Future[Any]]] = []
-                while item is not None:
-                    if isinstance(item, LoggedRequest):
-                        records.append(item)
-                    else:
-                        jobs.append(item)
-                    if len(records) + len(jobs) >= _BATCH:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                self._write(db, records, jobs)
-                if item is None:
+                self._busy_since = self._monotonic()
+                stop = False
+                try:
+                    stop = self._take_batch(db, item)
+                    if not stop:
+                        self._apply_retention(db)
+                except Exception as exc:  # one bad batch must not end the log for good
+                    self._failed(1, exc)
+                    log.exception("the request log writer failed on a batch; going on")
+                finally:
+                    self._busy_since = None
+                if stop:
                     return
-                self._apply_retention(db)
+
+    def _take_batch(
+        self, db: sqlite3.Connection, first: LoggedRequest | tuple[_Job, Future[Any]]
+    ) -> bool:
+        """Write `first` and what else is queued, up to a batch; True when told to stop."""
+        records: list[LoggedRequest] = []
+        jobs: list[tuple[_Job, Future[Any]]] = []
+        item = first
+        stop = False
+        while True:
+            if isinstance(item, LoggedRequest):
+                records.append(item)
+            else:
+                jobs.append(item)
+            if len(records) + len(jobs) >= _BATCH:
+                break
+            try:
+                following = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if following is None:
+                stop = True
+                break
+            item = following
+        self._write(db, records, jobs)
+        return stop
+
+    def _failed(self, count: int, exc: BaseException) -> None:
+        self.failed += count
+        # The message may quote the offending text: shown redacted, and encodable.
+        lines = without_surrogates(redact_text(str(exc))).strip().splitlines()
+        self.last_failure = (
+            f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+        )
 
     def _write(
         self,
@@ -306,16 +459,33 @@ class RequestLog:
                 db.executemany(_INSERT, [r.row() for r in records])
                 db.execute("COMMIT")
                 self.written += len(records)
-            except sqlite3.Error:
+            except Exception:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                self.dropped += len(records)
-                log.exception("writing %d request log records failed", len(records))
+                self._write_one_by_one(db, records)
         for job, future in jobs:
             try:
                 future.set_result(job(db))
             except Exception as exc:
                 future.set_exception(exc)
+
+    def _write_one_by_one(self, db: sqlite3.Connection, records: list[LoggedRequest]) -> None:
+        """The batch failed: store every record that can be, and count the ones that cannot."""
+        for record in records:
+            try:
+                db.execute(_INSERT, record.row())
+            except (sqlite3.Error, ValueError, TypeError) as exc:
+                # UnicodeEncodeError (a lone surrogate) is a ValueError.
+                self._failed(1, exc)
+                log.error(
+                    "request log record %s of %s@%s could not be written (%s); it is not logged",
+                    record.id,
+                    record.use_case,
+                    record.model_version,
+                    self.last_failure,
+                )
+            else:
+                self.written += 1
 
     def _apply_retention(self, db: sqlite3.Connection) -> None:
         now = self._clock()

@@ -5,7 +5,8 @@ When a use case's generation moved, it loads and warms every version the new rou
 *before* swapping the plan in; until then the old plan keeps serving. A swap replaces one
 object reference, so requests already routed finish on the backend they were given. A load
 that fails leaves the old plan serving and is retried on a later poll, with the reason shown
-at /healthz and /admin/routes.
+at /healthz and /admin/routes: per target (which version, which variable or error, redacted),
+so a player's 503 and an operator's tools name the real cause.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.gateway.backends.base import failure_text
 from reconciler.gateway.model_cache import ModelCache
@@ -35,6 +36,27 @@ class PendingRoutes:
     generation: int
     reason: str
     retry_at: float
+    versions: tuple[str, ...] = ()
+    # Per version that could not be loaded: why (redacted, one line).
+    failures: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetReadiness:
+    """Whether one version a use case's routes name can serve, and if not, why."""
+
+    version: str
+    ready: bool
+    serving: bool
+    error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "ready": self.ready,
+            "serving": self.serving,
+            "error": self.error,
+        }
 
 
 class RouteWatcher:
@@ -65,6 +87,24 @@ class RouteWatcher:
         the model cache must not evict these."""
         plans = (*self.plans.values(), *self._warming.values())
         return frozenset(Target(p.use_case, v) for p in plans for v in p.versions)
+
+    def readiness(self, use_case: str) -> tuple[TargetReadiness, ...]:
+        """Every version the served plan or the pending generation names, and whether it can
+        serve; a failed version carries its load error."""
+        plan = self.plans.get(use_case)
+        pending = self.pending.get(use_case)
+        serving = plan.versions if plan is not None else ()
+        named = dict.fromkeys((*serving, *(pending.versions if pending else ())))
+        failures = pending.failures if pending else {}
+        return tuple(
+            TargetReadiness(
+                version=version,
+                ready=version not in failures,
+                serving=version in serving,
+                error=failures.get(version),
+            )
+            for version in named
+        )
 
     def known_use_cases(self) -> tuple[str, ...]:
         return tuple(sorted({*self._use_cases(), *self.plans}))
@@ -122,9 +162,22 @@ class RouteWatcher:
         self._warming[use_case] = plan
         try:
             # Warm every target first: the new plan serves only once all of them can answer.
-            await asyncio.gather(*(self.cache.ensure(Target(use_case, v)) for v in plan.versions))
-        except Exception as exc:
-            reason = failure_text(exc)
+            outcomes = await asyncio.gather(
+                *(self.cache.ensure(Target(use_case, v)) for v in plan.versions),
+                return_exceptions=True,
+            )
+        finally:
+            self._warming.pop(use_case, None)
+        failures = {
+            version: failure_text(outcome)
+            for version, outcome in zip(plan.versions, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
+        for outcome in outcomes:
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+        if failures:
+            reason = "; ".join(f"version {v}: {why}" for v, why in failures.items())
             log.error(
                 "routes of %s (generation %d) not applied yet: %s",
                 use_case,
@@ -132,11 +185,13 @@ class RouteWatcher:
                 reason,
             )
             self.pending[use_case] = PendingRoutes(
-                snapshot.generation, reason, self._clock() + _RETRY_SECONDS
+                snapshot.generation,
+                reason,
+                self._clock() + _RETRY_SECONDS,
+                versions=plan.versions,
+                failures=failures,
             )
             return
-        finally:
-            self._warming.pop(use_case, None)
         self.pending.pop(use_case, None)
         self.plans[use_case] = plan
         log.info("serving %s from generation %d: %s", use_case, plan.generation, plan.live)

@@ -23,6 +23,7 @@ from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.guard import OutputGuard, PassThroughGuard
 from reconciler.gateway.service import BackendFactory, Gateway
 from reconciler.gateway.targets import RegistryTargetResolver, TargetResolver
+from reconciler.redaction import redact_handlers
 
 
 def build_gateway(
@@ -48,7 +49,7 @@ def build_gateway(
 
 
 def _uvicorn_config(gateway: Gateway, *, access_log: bool) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         create_app(gateway),
         host=gateway.config.host,
         port=gateway.config.port,
@@ -57,6 +58,10 @@ def _uvicorn_config(gateway: Gateway, *, access_log: bool) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
+    # Uvicorn set up its own handlers just now; its tracebacks must not leak secrets either.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        redact_handlers(logging.getLogger(name))
+    return config
 
 
 def serve_forever(gateway: Gateway, *, access_log: bool = False) -> None:
@@ -116,8 +121,10 @@ class GatewayServer:
 
 
 def configure_logging(verbose: bool) -> None:
+    """Log to stderr, every line redacted (URLs with credentials, tokens, key-shaped text)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact_handlers(logging.getLogger())
     logging.getLogger("reconciler.gateway").setLevel(logging.INFO)

@@ -5,8 +5,9 @@ Each request is routed once from the current plan, runs on a leased backend, has
 inspected by the guard before anything is returned, and leaves exactly one log row per
 output (plus one per shadow copy). Failures after routing are counted against the version
 that failed, which is what canary analysis must see; a request that is at fault itself (a
-prompt too long for the chosen model's context) is a 400 rejection instead, not logged as an
-error of that version.
+prompt too long for the chosen model's context, an empty prompt) is a 400 rejection instead,
+not logged as an error of that version. Every row carries its error code, so analysis counts
+only what failed because of the version (`log_queries.VERSION_FAILURE_CODES`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.gateway.backends.base import (
-    CONTEXT_LENGTH_CODE,
     Backend,
     BackendError,
-    ContextLengthError,
     GenerationRequest,
     GenerationResult,
+    RequestRejectedError,
     failure_text,
 )
 from reconciler.gateway.catalog import SamplingSettings, UseCaseCatalog
@@ -38,12 +38,20 @@ from reconciler.gateway.guard import (
     OutputGuard,
     PassThroughGuard,
 )
+from reconciler.gateway.log_queries import VERSION_FAILURE_CODES
 from reconciler.gateway.metrics import GatewayMetrics
 from reconciler.gateway.model_cache import ModelCache
 from reconciler.gateway.openai_wire import ErrorType, GatewayError
-from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
+from reconciler.gateway.request_log import (
+    LoggedRequest,
+    RequestLog,
+    RequestLogUnavailableError,
+    RequestStatus,
+)
 from reconciler.gateway.route_watcher import RouteWatcher
 from reconciler.gateway.targets import Target, TargetDescription, TargetError, TargetResolver
+from reconciler.redaction import redact_text
+from reconciler.state_files import private_folder
 from reconciler.traffic.store import TrafficStore
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,17 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class TargetFailure:
+    """The latest request a version failed itself: the (redacted) message, and when."""
+
+    message: str
+    at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"message": self.message, "at": self.at}
+
+
+@dataclass(frozen=True)
 class Served:
     id: str
     created: int
@@ -116,11 +135,17 @@ class Gateway:
             poll_seconds=self.config.route_poll_seconds,
         )
         self.request_log = RequestLog(
-            self.config.request_log, retention_days=self.config.retention_days, clock=self.clock
+            self.config.request_log,
+            retention_days=self.config.retention_days,
+            clock=self.clock,
+            queue_limit=self.config.request_log_queue_limit,
+            stall_seconds=self.config.request_log_stall_seconds,
         )
         self.metrics = GatewayMetrics()
         self.guard_queue = GuardQueue(self.guard)
         self.shadow_dropped = 0
+        # The latest failure of each version itself (what /admin/routes shows per target).
+        self.last_failures: dict[Target, TargetFailure] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._register_gauges()
 
@@ -128,6 +153,8 @@ class Gateway:
         return use_case in self.watcher.known_use_cases()
 
     async def start(self) -> None:
+        # The folder of players' prompts and the route table: the owner's alone.
+        private_folder(self.config.state_dir)
         self.request_log.start()
         await self.watcher.start()
 
@@ -155,16 +182,57 @@ class Gateway:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def serve(self, call: ServingCall) -> Served:
-        plan = self.watcher.plan(call.use_case)
-        if plan is None or not plan.servable:
+    async def log_job(self, job: Callable[[Any], Any], *, timeout: float = 30.0) -> Any:
+        """Run `job` on the request-log writer and wait for it without blocking the loop:
+        503 when the writer is not running, its queue is full, or it does not answer."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.wrap_future(self.request_log.submit(job)), timeout
+            )
+        except RequestLogUnavailableError as exc:
+            raise GatewayError(
+                503, str(exc), type=ErrorType.UNAVAILABLE, code="request_log_unavailable"
+            ) from exc
+        except TimeoutError as exc:
             raise GatewayError(
                 503,
-                f"use case {call.use_case!r} has no live routes yet: no model version receives "
-                "its traffic (the reconciler shifts traffic on apply)",
+                f"the request log did not answer within {timeout:g}s",
+                type=ErrorType.UNAVAILABLE,
+                code="request_log_unavailable",
+            ) from exc
+
+    def _unservable(self, use_case: str) -> GatewayError:
+        """Why `use_case` has no plan to serve from, as precisely as the watcher knows it."""
+        pending = self.watcher.pending.get(use_case)
+        if pending is not None:
+            return GatewayError(
+                503,
+                f"use case {use_case!r} has routes (generation {pending.generation}) that cannot "
+                f"be served yet: {pending.reason}",
+                type=ErrorType.UNAVAILABLE,
+                code="routes_not_ready",
+            )
+        plan = self.watcher.plan(use_case)
+        if plan is not None and plan.generation > 0:
+            return GatewayError(
+                503,
+                f"use case {use_case!r} has no live routes: generation {plan.generation} of its "
+                "route table sends its traffic to no model version (removed, or shadows only)",
                 type=ErrorType.UNAVAILABLE,
                 code="no_routes",
             )
+        return GatewayError(
+            503,
+            f"use case {use_case!r} has no live routes yet: no model version receives "
+            "its traffic (the reconciler shifts traffic on apply)",
+            type=ErrorType.UNAVAILABLE,
+            code="no_routes",
+        )
+
+    async def serve(self, call: ServingCall) -> Served:
+        plan = self.watcher.plan(call.use_case)
+        if plan is None or not plan.servable:
+            raise self._unservable(call.use_case)
         version = plan.choose(call.session_id)
         response_id = f"gw-{uuid.uuid4().hex}"
         for shadow_version in plan.mirrors():
@@ -194,17 +262,25 @@ class Gateway:
                     results = [await backend.generate(call.requests[0])]
                 else:
                     results = await backend.generate_batch(call.requests)
-        except ContextLengthError as exc:
+        except RequestRejectedError as exc:
             return (), GatewayError(
                 400,
-                f"{exc} (model version {version} of {call.use_case!r})",
-                code=CONTEXT_LENGTH_CODE,
+                f"{redact_text(str(exc))} (model version {version} of {call.use_case!r})",
+                code=exc.code,
                 param="messages" if call.endpoint is Endpoint.CHAT else "prompt",
             )
-        except (BackendError, TargetError) as exc:
+        except TargetError as exc:
             return (), GatewayError(
                 502,
-                f"model version {version} of {call.use_case!r} failed: {exc}",
+                f"model version {version} of {call.use_case!r} cannot be served: "
+                f"{redact_text(str(exc))}",
+                type=ErrorType.UPSTREAM,
+                code="target_unavailable",
+            )
+        except BackendError as exc:
+            return (), GatewayError(
+                502,
+                f"model version {version} of {call.use_case!r} failed: {redact_text(str(exc))}",
                 type=ErrorType.UPSTREAM,
                 code="upstream_error",
             )
@@ -215,6 +291,14 @@ class Gateway:
                 f"model version {version} of {call.use_case!r} failed: {failure_text(exc)}",
                 type=ErrorType.UPSTREAM,
                 code="upstream_error",
+            )
+        if len(results) != len(call.requests):
+            return (), GatewayError(
+                502,
+                f"model version {version} of {call.use_case!r} produced {len(results)} answer(s) "
+                f"for {len(call.requests)} prompt(s)",
+                type=ErrorType.UPSTREAM,
+                code="no_output",
             )
         try:
             decisions = await self.guard_queue.decide(
@@ -292,11 +376,14 @@ class Gateway:
         error = attempt.error
         if error is not None:
             message = error.message
+            if error.code in VERSION_FAILURE_CODES:
+                self.last_failures[Target(call.use_case, version)] = TargetFailure(message, now)
             self.request_log.append(
                 LoggedRequest(
                     id=response_id,
                     status=RequestStatus.ERROR,
                     error=message,
+                    error_code=error.code,
                     guardrail="none",
                     **common,
                 )
@@ -381,6 +468,16 @@ class Gateway:
             "gateway_request_log_backlog",
             "Records waiting to be written to the request log.",
             lambda: [((), float(self.request_log.backlog))],
+        )
+        self.metrics.add_gauge(
+            "gateway_request_log_writer_up",
+            "1 while the request-log writer runs and keeps up, 0 when it stopped or is stuck.",
+            lambda: [((), float(self.request_log.health().healthy))],
+        )
+        self.metrics.add_gauge(
+            "gateway_request_log_failed_total",
+            "Request-log records the writer could not store (each is logged with its cause).",
+            lambda: [((), float(self.request_log.failed))],
         )
         self.metrics.add_gauge(
             "gateway_dropped_total",

@@ -66,6 +66,10 @@ def read_dataset(raw: bytes, kind: DatasetKind) -> tuple[list[DatasetRecord], li
         except ValueError as exc:
             problems.append(DatasetProblem(number, f"not a JSON object: {exc}"))
             continue
+        except RecursionError:
+            # json recurses once per `[` or `{`; no prompt/response line nests like this.
+            problems.append(DatasetProblem(number, "nested too deeply to be a JSON object"))
+            continue
         if not isinstance(value, dict):
             problems.append(DatasetProblem(number, "not a JSON object"))
             continue

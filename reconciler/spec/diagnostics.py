@@ -7,7 +7,9 @@ every error (Terraform's `tfdiags`). Each renders as ``FILE:LINE:COL: field.path
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 
 class Severity(enum.StrEnum):
@@ -32,6 +34,8 @@ class Diagnostic:
     field: str
     message: str
     severity: Severity = Severity.ERROR
+    # How many problems this line stands for: more than one for a summary of repeats.
+    repeats: int = 1
 
     def render(self) -> str:
         where = self.file
@@ -46,5 +50,61 @@ class Diagnostic:
         return (self.file, line, column, self.field)
 
 
-def has_errors(diagnostics: list[Diagnostic]) -> bool:
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
+
+
+# One mistake repeated (5,000 rollout steps of the wrong type) is shown a few times and then
+# summarised; a flood of different problems is cut off after MAX_SHOWN lines.
+REPEATS_SHOWN = 5
+MAX_SHOWN = 200
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def count_problems(diagnostics: Iterable[Diagnostic], severity: Severity = Severity.ERROR) -> int:
+    """How many problems of `severity` the diagnostics stand for, summarised ones included."""
+    return sum(d.repeats for d in diagnostics if d.severity is severity)
+
+
+def summarise_repeats(
+    diagnostics: Sequence[Diagnostic], *, shown: int = REPEATS_SHOWN, limit: int = MAX_SHOWN
+) -> tuple[Diagnostic, ...]:
+    """`diagnostics` with each repeated problem (same file, message and field up to list
+    indexes) shown `shown` times, then one line for the rest, where the first hidden one was;
+    at most `limit` lines in all, the last one saying how many more there are."""
+    groups: dict[tuple[str, Severity, str, str], list[int]] = {}
+    for index, diagnostic in enumerate(diagnostics):
+        key = (
+            diagnostic.file,
+            diagnostic.severity,
+            diagnostic.message,
+            _INDEX.sub("[*]", diagnostic.field),
+        )
+        groups.setdefault(key, []).append(index)
+    kept: dict[int, Diagnostic] = {}
+    for (_, _, message, field), members in groups.items():
+        for index in members[:shown]:
+            kept[index] = diagnostics[index]
+        hidden = members[shown:]
+        if hidden:
+            first = diagnostics[hidden[0]]
+            kept[hidden[0]] = replace(
+                first,
+                field=field,
+                message=f"{message} ({len(hidden)} more like this, not shown)",
+                repeats=sum(diagnostics[i].repeats for i in hidden),
+            )
+    result = [kept[i] for i in sorted(kept)]
+    if len(result) <= limit:
+        return tuple(result)
+    rest = result[limit - 1 :]
+    last = rest[0]
+    cut = Diagnostic(
+        last.file,
+        last.position,
+        "",
+        f"{len(rest)} more problem line(s) not shown; fix the ones above first",
+        severity=Severity.ERROR if has_errors(rest) else Severity.WARNING,
+        repeats=sum(d.repeats for d in rest),
+    )
+    return (*result[: limit - 1], cut)

@@ -3,6 +3,10 @@
 `load_desired_state` never raises for problems in the files: it returns every diagnostic it
 found and a `DesiredState` only when there were none. It raises `SourceError` only when the
 source itself cannot be read (no such folder, unknown ref).
+
+One load has one `ParseBudget` for all its YAML, and each dataset a size cap, so a crafted
+repository is refused in about a second rather than read for minutes; a problem repeated a
+thousand times is reported a few times and summarised (`summarise_repeats`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from types import MappingProxyType
 from reconciler.digest import digest_bytes
 from reconciler.errors import SourceError
 from reconciler.spec.datasets import DatasetKind, read_dataset
-from reconciler.spec.diagnostics import Diagnostic, Position, has_errors
+from reconciler.spec.diagnostics import Diagnostic, Position, has_errors, summarise_repeats
 from reconciler.spec.identity import UseCaseIdentity, identify
 from reconciler.spec.model import GuardrailPolicy, UseCase
 from reconciler.spec.source_tree import EntryKind, SourceTree, open_tree
@@ -25,10 +29,13 @@ from reconciler.spec.validation import (
     dataset_paths,
     validate_document,
 )
-from reconciler.spec.yaml_source import YamlDocument, read_yaml_documents
+from reconciler.spec.yaml_source import ParseBudget, YamlDocument, read_yaml_documents
 
 DESIRED_STATE_FOLDER = "desired_state"
 POLICIES_FOLDER = "policies"
+# Datasets live in git beside the desired state and are read whole on every load; bigger
+# data belongs in the request log or an artifact store, not in a pull request.
+MAX_DATASET_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,20 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
     read: list[YamlDocument] = []
     valid: list[ValidDocument] = []
     content_digests: dict[str, str] = {}
-    for path in files:
+    budget = ParseBudget()
+    for position, path in enumerate(files):
+        if budget.spent:
+            unread = len(files) - position
+            diagnostics.append(
+                Diagnostic(
+                    path,
+                    None,
+                    "",
+                    f"this and {unread - 1} more file(s) not read: the "
+                    "desired state is over its parse budget (see above)",
+                )
+            )
+            break
         # In a commit a symlink's blob is its target's name, not the target's YAML; on disk
         # one may lead out of the repository. Either way the file would not be what is read.
         if tree.kind(path) is EntryKind.SYMLINK:
@@ -117,7 +137,7 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
             continue
         raw = tree.read(path)
         content_digests[path] = digest_bytes(raw)
-        documents, problems = read_yaml_documents(path, raw)
+        documents, problems = read_yaml_documents(path, raw, budget)
         diagnostics += problems
         read += documents
         for document in documents:
@@ -128,7 +148,7 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
     diagnostics += cross_check(read, valid, tree)
     diagnostics.sort(key=Diagnostic.sort_key)
     if has_errors(diagnostics):
-        return LoadResult(None, tuple(diagnostics))
+        return LoadResult(None, summarise_repeats(diagnostics))
 
     use_cases = sorted(
         (d.value for d in valid if isinstance(d.value, UseCase)), key=lambda u: u.name
@@ -136,7 +156,21 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
     policies = sorted(
         (d.value for d in valid if isinstance(d.value, GuardrailPolicy)), key=lambda p: p.name
     )
-    contents = {path: tree.read(path) for use_case in use_cases for path in dataset_paths(use_case)}
+    paths = sorted({path for use_case in use_cases for path in dataset_paths(use_case)})
+    oversized = [
+        Diagnostic(
+            path,
+            None,
+            "",
+            f"dataset is {size} bytes; datasets are limited to {MAX_DATASET_BYTES} bytes "
+            "(keep large data out of git: historical logs come from the request log)",
+        )
+        for path in paths
+        if (size := tree.size(path)) > MAX_DATASET_BYTES
+    ]
+    if oversized:
+        return LoadResult(None, tuple(diagnostics + oversized))
+    contents = {path: tree.read(path) for path in paths}
     dataset_problems = [
         Diagnostic(path, Position(problem.line, 1), "", problem.message)
         for path, kind in sorted(_dataset_kinds(use_cases).items())
@@ -144,7 +178,7 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
         for problem in read_dataset(contents[path], kind)[1]
     ]
     if dataset_problems:
-        return LoadResult(None, tuple(diagnostics + dataset_problems))
+        return LoadResult(None, summarise_repeats(diagnostics + dataset_problems))
     datasets = {path: digest_bytes(raw) for path, raw in contents.items()}
     policy_json = {p.name: p.model_dump(mode="json", by_alias=True) for p in policies}
     identities = {

@@ -61,9 +61,24 @@ EnvVarName = Annotated[
     ),
 ]
 
-# Shapes of well-known secrets: writing one where an environment variable *name* belongs is
-# an error, and the value is never echoed back.
-_SECRET_SHAPES = re.compile(r"^(sk-|sk_|ghp_|gho_|github_pat_|hf_|xox[bp]-|AKIA)", re.ASCII)
+# Shapes of well-known secrets, in any case (a key pasted in capitals still passes the
+# variable-name pattern): writing one where an environment variable *name* belongs is an
+# error, and the value is never echoed back.
+_SECRET_SHAPES = re.compile(
+    r"^(sk-|sk_|hf_)|^(?i:[sr]k_(live|test)_|pk_live_|gh[pousr]_|github_pat_|xox[abpr]-)"
+    r"|^AKIA[A-Z0-9]{16}$",
+    re.ASCII,
+)
+# A name is made of words (OPENAI_API_KEY); key material is a long run of letters mixed with
+# digits (SK_LIVE_51H8XQ2V…): a part of 16+ characters with at least 4 digits in it.
+_KEY_LIKE_PART = re.compile(r"^(?=(?:[A-Z]*[0-9]){4})[A-Z0-9]{16,}$", re.ASCII | re.IGNORECASE)
+
+
+def looks_like_key_material(value: str) -> bool:
+    """Whether `value`, meant to be a variable name, looks like a secret value instead."""
+    return bool(_SECRET_SHAPES.match(value)) or any(
+        _KEY_LIKE_PART.match(part) for part in re.split(r"[_-]", value)
+    )
 
 
 def _require_unique(names: list[str], what: str) -> None:
@@ -148,10 +163,24 @@ class OpenAICompatibleModel(SpecModel):
     @field_validator("api_key_env", "base_url_env", mode="before")
     @classmethod
     def _not_a_secret(cls, value: object) -> object:
-        if isinstance(value, str) and _SECRET_SHAPES.match(value):
+        if isinstance(value, str) and looks_like_key_material(value):
             raise ValueError(
                 "this looks like a secret value; write the NAME of an environment variable "
                 "that holds it (the value is not shown)"
+            )
+        return value
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _no_credentials_in_url(cls, value: object) -> object:
+        from reconciler.redaction import url_secrets
+
+        secrets = url_secrets(value) if isinstance(value, str) else []
+        if secrets:
+            raise ValueError(
+                f"baseUrl carries {' and '.join(secrets)}: a URL is printed, logged and "
+                "committed, so credentials never go in it; put the key in the environment "
+                "variable apiKeyEnv names (the value is not shown)"
             )
         return value
 

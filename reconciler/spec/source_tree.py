@@ -45,6 +45,10 @@ class SourceTree(Protocol):
 
     def read(self, path: str) -> bytes: ...
 
+    def size(self, path: str) -> int:
+        """The size of a file in bytes, known without reading it."""
+        ...
+
     def kind(self, path: str) -> EntryKind: ...
 
     def escapes(self, path: str) -> bool: ...
@@ -94,6 +98,9 @@ class FolderTree:
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()
+
+    def size(self, path: str) -> int:
+        return (self.root / path).stat().st_size
 
     def kind(self, path: str) -> EntryKind:
         target = self.root / path
@@ -162,6 +169,12 @@ class GitTree:
             raise FileNotFoundError(path)
         data: bytes = blob.data_stream.read()
         return data
+
+    def size(self, path: str) -> int:
+        blob = self._object(path)
+        if blob is None or blob.type != "blob":
+            raise FileNotFoundError(path)
+        return int(blob.size)
 
     def kind(self, path: str) -> EntryKind:
         obj = self._object(path)

@@ -9,7 +9,13 @@ values ourselves, so that:
 - only the safe tags construct (a ``!!python/...`` tag is an error, never code);
 - alias expansion is bounded (a "billion laughs" document is refused, not expanded);
 - nesting is bounded (a file of a thousand ``[`` is refused, not a stack overflow);
-- oversized and non-UTF-8 files are refused before parsing.
+- oversized and non-UTF-8 files are refused before parsing;
+- the work is bounded per file and per load (`ParseBudget`): bytes read, parser events
+  composed and values built, so any desired state is read or refused in about a second,
+  however it is crafted (1,200 documents each just under the expansion limit would take
+  minutes otherwise). PyYAML's pure-Python parser costs ~30 µs an event and building ~5 µs
+  a value on a slow machine; the limits are 25 to 100 times what the shipped desired state
+  uses (~15 kB, ~800 events). `bench/parse_budget.py` measures the attacks.
 """
 
 from __future__ import annotations
@@ -26,8 +32,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.spec.diagnostics import Diagnostic, Position
 
-MAX_FILE_BYTES = 1024 * 1024
-MAX_NODES_PER_DOCUMENT = 50_000
+MAX_FILE_BYTES = 256 * 1024
+MAX_NODES_PER_DOCUMENT = 25_000
+MAX_EVENTS_PER_FILE = 10_000
+MAX_VALUES_PER_FILE = 50_000
+MAX_BYTES_PER_LOAD = 512 * 1024
+MAX_EVENTS_PER_LOAD = 20_000
+MAX_VALUES_PER_LOAD = 100_000
 # Desired-state documents nest about eight levels deep. PyYAML's composer and our builder
 # recurse once per level, so unbounded nesting would exhaust Python's stack (~1000 frames).
 MAX_DEPTH = 64
@@ -79,8 +90,31 @@ class YamlDocument:
             prefer_key = False
 
 
+@dataclass
+class ParseBudget:
+    """What one load of the desired state may still spend on YAML; spent file by file."""
+
+    bytes: int = MAX_BYTES_PER_LOAD
+    events: int = MAX_EVENTS_PER_LOAD
+    values: int = MAX_VALUES_PER_LOAD
+
+    @property
+    def spent(self) -> bool:
+        return self.bytes <= 0 or self.events <= 0 or self.values <= 0
+
+
 class _ExpansionLimitError(Exception):
     """The document would expand to more values than any desired state needs."""
+
+
+class _OverBudgetError(Exception):
+    """The file, or the load, would cost more parsing than any desired state needs."""
+
+    def __init__(self, position: Position | None, message: str, *, load_wide: bool) -> None:
+        super().__init__(message)
+        self.position = position
+        self.message = message
+        self.load_wide = load_wide
 
 
 _TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels; refused"
@@ -101,9 +135,29 @@ class _DepthLimitedLoader(yaml.SafeLoader):
     refusal comes while the stack is still shallow, at the exact place of the offending bracket.
     """
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, events: int, load_bound: bool) -> None:
         super().__init__(stream)
         self._depth = 0
+        self.events = 0
+        self._event_limit = events
+        self._load_bound = load_bound
+
+    def get_event(self) -> Any:
+        # types-PyYAML leaves Parser.get_event untyped.
+        event = super().get_event()  # type: ignore[no-untyped-call]
+        self.events += 1
+        if self.events > self._event_limit:
+            mark = event.start_mark
+            raise _OverBudgetError(
+                Position(mark.line + 1, mark.column + 1),
+                f"the desired state holds more than {MAX_EVENTS_PER_LOAD} YAML nodes in all; "
+                "refused"
+                if self._load_bound
+                else f"the file holds more than {MAX_EVENTS_PER_FILE} YAML nodes, far more "
+                "than a desired-state file needs; refused",
+                load_wide=self._load_bound,
+            )
+        return event
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if not self.check_event(SequenceStartEvent, MappingStartEvent):
@@ -145,10 +199,12 @@ def format_field_path(path: FieldPath) -> str:
 class _Builder:
     """Turns one composed node graph into plain values, recording positions as it goes."""
 
-    def __init__(self, file: str, index: int) -> None:
+    def __init__(self, file: str, index: int, *, values: int, load_bound: bool) -> None:
         self.file = file
         self.index = index
         self.nodes_seen = 0
+        self._value_limit = values
+        self._load_bound = load_bound
         self.values: dict[FieldPath, Position] = {}
         self.keys: dict[FieldPath, Position] = {}
         self._constructor = yaml.SafeLoader("")
@@ -159,6 +215,16 @@ class _Builder:
 
     def build(self, node: Node, path: FieldPath) -> Any:
         self.nodes_seen += 1
+        if self.nodes_seen > self._value_limit:
+            raise _OverBudgetError(
+                _position(node),
+                f"the desired state expands to more than {MAX_VALUES_PER_LOAD} values in all "
+                "(alias expansion bomb?); refused"
+                if self._load_bound
+                else f"the documents of this file expand to more than {MAX_VALUES_PER_FILE} "
+                "values (alias expansion bomb?); refused",
+                load_wide=self._load_bound,
+            )
         if self.nodes_seen > MAX_NODES_PER_DOCUMENT:
             raise _ExpansionLimitError()
         self.values.setdefault(path, _position(node))
@@ -278,37 +344,37 @@ def decode_utf8(file: str, raw: bytes) -> tuple[str | None, list[Diagnostic]]:
         return None, [Diagnostic(file, Position(line, column), "", "file is not valid UTF-8 text")]
 
 
-def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list[Diagnostic]]:
-    """Parse every document in a YAML file; errors are returned, never raised."""
+def read_yaml_documents(
+    file: str, raw: bytes, budget: ParseBudget | None = None
+) -> tuple[list[YamlDocument], list[Diagnostic]]:
+    """Parse every document in a YAML file; errors are returned, never raised.
+
+    `budget` is what the whole load may still spend (a fresh one when not given); what this
+    file spends is taken from it."""
+    if budget is None:
+        budget = ParseBudget()
     text, problems = decode_utf8(file, raw)
     if text is None:
         return [], problems
+    if len(raw) > budget.bytes:
+        budget.bytes = 0
+        message = f"the desired state's files hold more than {MAX_BYTES_PER_LOAD} bytes in all"
+        return [], [Diagnostic(file, None, "", f"{message}; refused")]
+    budget.bytes -= len(raw)
+    loader = _DepthLimitedLoader(
+        text,
+        events=min(MAX_EVENTS_PER_FILE, budget.events),
+        load_bound=budget.events < MAX_EVENTS_PER_FILE,
+    )
     documents: list[YamlDocument] = []
     try:
-        for index, node in enumerate(yaml.compose_all(text, Loader=_DepthLimitedLoader)):
-            if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
-                continue  # an empty document, e.g. after a trailing '---'
-            builder = _Builder(file, index)
-            try:
-                data = builder.build(node, ())
-            except _DocumentError as exc:
-                field_name = format_field_path(exc.field_path)
-                problems.append(Diagnostic(file, exc.position, field_name, exc.message))
-                continue
-            except _ExpansionLimitError:
-                problems.append(
-                    Diagnostic(
-                        file,
-                        _position(node),
-                        "",
-                        f"document expands to more than {MAX_NODES_PER_DOCUMENT} values "
-                        "(alias expansion bomb?); refused",
-                    )
-                )
-                continue
-            documents.append(
-                YamlDocument(file, index, _position(node), data, builder.values, builder.keys)
-            )
+        _compose(loader, file, budget, documents, problems)
+    except _OverBudgetError as exc:
+        # Nothing after this point of the file is read; with the load's budget spent, the
+        # loader reads no further file either.
+        problems.append(Diagnostic(file, exc.position, "", exc.message))
+        if exc.load_wide:
+            budget.events = budget.values = 0
     except _TooDeepError as exc:
         # The composer stopped mid-file; documents after this one are not read.
         problems.append(Diagnostic(file, exc.position, "", _TOO_DEEP))
@@ -324,4 +390,50 @@ def read_yaml_documents(file: str, raw: bytes) -> tuple[list[YamlDocument], list
         problems.append(Diagnostic(file, position, "", f"invalid YAML: {problem}{context}"))
     except yaml.YAMLError as exc:
         problems.append(Diagnostic(file, None, "", f"invalid YAML: {exc}"))
+    finally:
+        budget.events -= loader.events
+        loader.dispose()
     return documents, problems
+
+
+def _compose(
+    loader: _DepthLimitedLoader,
+    file: str,
+    budget: ParseBudget,
+    documents: list[YamlDocument],
+    problems: list[Diagnostic],
+) -> None:
+    """Compose and build the documents of one file (as `yaml.compose_all` would), spending
+    `budget` on the values built; a refused document is a diagnostic, the others go on."""
+    values_left = min(MAX_VALUES_PER_FILE, budget.values)
+    load_bound = budget.values < MAX_VALUES_PER_FILE
+    index = -1
+    while loader.check_node():
+        node = loader.get_node()
+        index += 1
+        if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
+            continue  # an empty document, e.g. after a trailing '---'
+        builder = _Builder(file, index, values=values_left, load_bound=load_bound)
+        try:
+            data = builder.build(node, ())
+        except _DocumentError as exc:
+            field_name = format_field_path(exc.field_path)
+            problems.append(Diagnostic(file, exc.position, field_name, exc.message))
+            continue
+        except _ExpansionLimitError:
+            problems.append(
+                Diagnostic(
+                    file,
+                    _position(node),
+                    "",
+                    f"document expands to more than {MAX_NODES_PER_DOCUMENT} values "
+                    "(alias expansion bomb?); refused",
+                )
+            )
+            continue
+        finally:
+            values_left -= builder.nodes_seen
+            budget.values -= builder.nodes_seen
+        documents.append(
+            YamlDocument(file, index, _position(node), data, builder.values, builder.keys)
+        )

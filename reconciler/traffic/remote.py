@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.errors import ReconcilerError
 from reconciler.observe.state import Route, TrafficSnapshot
+from reconciler.redaction import redact_text
 from reconciler.settings import redact_uri
 
 TRAFFIC_PATH = "/admin/traffic"
@@ -75,12 +76,12 @@ class GatewayTrafficReader:
         except httpx.HTTPError as exc:
             raise ReconcilerError(
                 f"cannot read the route table from the gateway at {where}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {redact_text(str(exc))}"
             ) from None
         if response.status_code != 200:
             raise ReconcilerError(
                 f"the gateway at {where} answered {response.status_code} for {TRAFFIC_PATH}: "
-                f"{response.text[:300]}"
+                f"{redact_text(response.text[:300])}"
             )
         try:
             wire = _WireTraffic.model_validate_json(response.content)

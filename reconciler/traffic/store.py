@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from reconciler.errors import StateStoreError
 from reconciler.observe.state import Route, TrafficSnapshot
+from reconciler.state_files import private_database
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -66,7 +67,7 @@ class TrafficStore:
     @contextmanager
     def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(self.path)
         try:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:

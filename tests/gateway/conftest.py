@@ -1,6 +1,11 @@
 """Real components for the gateway tests: an echo provider process, an MLflow sqlite store
 with registered versions, a desired-state repository, and the gateway itself as a process
-started through the CLI, shared by the tests of a session (its start costs seconds)."""
+started through the CLI, shared by the tests of a session (its start costs seconds).
+
+`hostile_gateway` is a second gateway process whose external use cases are set up the way a
+careless operator or provider would leave them: `story` (version 1 fine, version 2 on a
+provider that echoes credentials in its errors), `tale` (a base URL with user:password in it),
+`saga` (its API-key variable not set)."""
 
 from __future__ import annotations
 
@@ -159,3 +164,81 @@ def _register_tiny_versions(world: World) -> tuple[str, str]:
         "tiny-npc", source=f"{run.info.artifact_uri}/hf-folder", run_id=run.info.run_id
     )
     return str(first.version), str(second.version)
+
+
+HOSTILE_KEY = "sk-live-hostile0123456789abcdef"
+URL_PASSWORD = "url-password-9f8e7d"
+HOSTILE_USE_CASES = ("story", "tale", "saga")
+
+
+def _external_use_case(name: str, **provider: str) -> str:
+    settings = ", ".join(f"{key}: {value}" for key, value in provider.items())
+    return f"""\
+apiVersion: reconciler/v1
+kind: UseCase
+metadata: {{name: {name}}}
+spec:
+  registeredModel: {name}
+  acceptableModels:
+    - {{source: openai-compatible, id: echo-large, license: proprietary, {settings}}}
+  generation: {{temperature: 0.0, maxNewTokens: 16}}
+  evaluation: {{prompts: desired_state/datasets/eval.jsonl}}
+"""
+
+
+@pytest.fixture(scope="session")
+def hostile_gateway(
+    world: World, echo_provider_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    """A gateway process over the hostile use cases (see the module docstring), each with
+    its versions registered: story 1 (echo-large) and 2 (echo-leaky), tale 1, saga 1."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=world.tracking_uri, registry_uri=world.tracking_uri)
+    for name, models in (
+        ("story", ("echo-large", "echo-leaky")),
+        ("tale", ("echo-large",)),
+        ("saga", ("echo-large",)),
+    ):
+        client.create_registered_model(name)
+        for model in models:
+            client.create_model_version(
+                name,
+                source=str(world.root / "external-has-no-artifacts"),
+                tags={"reconciler.role": "external", "reconciler.base_model": model},
+            )
+    root = tmp_path_factory.mktemp("hostile")
+    repo = root / "repo"
+    (repo / "desired_state" / "datasets").mkdir(parents=True)
+    (repo / "desired_state" / "datasets" / "eval.jsonl").write_text('{"prompt": "hello"}\n')
+    files = {
+        "story": _external_use_case(
+            "story", baseUrlEnv="STORY_PROVIDER_URL", apiKeyEnv="STORY_PROVIDER_KEY"
+        ),
+        "tale": _external_use_case(
+            "tale", baseUrlEnv="TALE_PROVIDER_URL", apiKeyEnv="TALE_PROVIDER_KEY"
+        ),
+        "saga": _external_use_case(
+            "saga", baseUrl=echo_provider_url, apiKeyEnv="SAGA_PROVIDER_KEY"
+        ),
+    }
+    for name, text in files.items():
+        (repo / "desired_state" / f"{name}.yaml").write_text(text)
+    port = echo_provider_url.removeprefix("http://127.0.0.1:").split("/")[0]
+    env = {
+        "STORY_PROVIDER_URL": echo_provider_url,
+        "STORY_PROVIDER_KEY": HOSTILE_KEY,
+        "TALE_PROVIDER_URL": f"http://player:{URL_PASSWORD}@127.0.0.1:{port}/v1",
+        "TALE_PROVIDER_KEY": HOSTILE_KEY,
+    }
+    hostile = World(
+        root=root,
+        tracking_uri=world.tracking_uri,
+        artifact_uri=world.artifact_uri,
+        repo=repo,
+        state_dir=root / "state",
+    )
+    with gateway_process(
+        repo=repo, tracking_uri=world.tracking_uri, state_dir=hostile.state_dir, cwd=root, env=env
+    ) as url:
+        yield RunningGateway(url=url, world=hostile)

@@ -14,6 +14,7 @@ import pytest
 
 from reconciler.gateway.backends.base import (
     ContextLengthError,
+    EmptyPromptError,
     GenerationRequest,
     GenerationResult,
 )
@@ -126,14 +127,16 @@ def test_a_prompt_too_long_fails_alone_in_its_batch(tmp_path: Path) -> None:
                 backend.generate(request("Welcome to")),
                 backend.generate(request(TOO_LONG)),
                 backend.generate(request(near_limit)),
+                backend.generate(request("")),
                 return_exceptions=True,
             )
             return alone, list(together)
         finally:
             await backend.close()
 
-    alone, (short, too_long, near) = asyncio.run(scenario())
+    alone, (short, too_long, near, empty) = asyncio.run(scenario())
     assert short == alone  # neither failed nor cut short by the others in its batch
     assert isinstance(too_long, ContextLengthError)
+    assert isinstance(empty, EmptyPromptError)  # the caller's mistake, not the model's
     assert isinstance(near, GenerationResult)
     assert near.prompt_tokens + near.completion_tokens <= 128

@@ -9,6 +9,9 @@ from typing import Protocol
 
 from reconciler.gateway.catalog import SamplingSettings
 from reconciler.gateway.targets import TargetDescription
+from reconciler.redaction import redact_text
+
+_FAILURE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,26 @@ class BackendError(Exception):
 
 
 CONTEXT_LENGTH_CODE = "context_length_exceeded"
+EMPTY_PROMPT_CODE = "empty_prompt"
 
 
-class ContextLengthError(BackendError):
-    """The prompt does not fit the model's context: the caller's request is at fault, not the
-    version, so the gateway answers 400 `context_length_exceeded` (OpenAI's code) and does
-    not count it against the version."""
+class RequestRejectedError(BackendError):
+    """The caller's request is at fault, not the version: the gateway answers 400 with
+    `code` and never counts it against the version that canary analysis judges."""
+
+    code = "invalid_request"
+
+
+class ContextLengthError(RequestRejectedError):
+    """The prompt does not fit the model's context (`context_length_exceeded`, OpenAI's code)."""
+
+    code = CONTEXT_LENGTH_CODE
+
+
+class EmptyPromptError(RequestRejectedError):
+    """The prompt is nothing to continue from (no tokens at all)."""
+
+    code = EMPTY_PROMPT_CODE
 
 
 class Backend(Protocol):
@@ -79,6 +96,8 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 
 def failure_text(exc: BaseException) -> str:
-    """One line about `exc` fit for an error body: its type and first line."""
+    """One line about `exc` fit for an error body: its type and first line, redacted."""
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {redact_text(lines[0])[:_FAILURE_CHARS]}"

@@ -2,14 +2,21 @@
 
 The provider's base URL comes from the spec (an environment variable may override it) and
 the API key from the environment variable the spec names; the key is only ever put in the
-Authorization header. Connect errors, timeouts, 429 and 5xx are retried with a short
+Authorization header. A base URL carrying credentials (`user:pass@`, `?api_key=`) is refused:
+httpx would send them as Basic credentials in place of the key, and the URL would leak them
+wherever it is shown. Connect errors, timeouts, 429 and 5xx are retried with a short
 exponential backoff, since a provider blip should not fail a player's request.
+
+What a provider says when it fails never reaches a player or the request log verbatim (a
+provider that echoes request headers in its error body would hand out the key): a failure is
+summarised as its status, the reason phrase and the provider's error code, redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +31,7 @@ from reconciler.gateway.backends.base import (
     GenerationResult,
 )
 from reconciler.gateway.targets import TargetDescription
+from reconciler.redaction import redact_text, redact_uri, url_secrets, without_surrogates
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _BACKOFF_SECONDS = 0.1
@@ -43,6 +51,17 @@ def provider_endpoint(
     if not base_url:
         raise BackendError(
             f"no base URL for {description.target}: set {provider.base_url_env} or baseUrl"
+        )
+    secrets = url_secrets(base_url)
+    if secrets:
+        where = (
+            f"the variable {provider.base_url_env}"
+            if provider.base_url_env and env.get(provider.base_url_env)
+            else "baseUrl"
+        )
+        raise BackendError(
+            f"the base URL of {description.target} in {where} ({redact_uri(base_url)}) carries "
+            f"{' and '.join(secrets)}; put the key in the variable apiKeyEnv names instead"
         )
     api_key = None
     if provider.api_key_env:
@@ -86,8 +105,8 @@ class ExternalBackend:
             await self._client.get("models")
         except httpx.HTTPError as exc:
             raise BackendError(
-                f"provider of {self.description.target} at {self._client.base_url} is "
-                f"unreachable: {type(exc).__name__}: {exc}"
+                f"provider of {self.description.target} at {redact_uri(str(self._client.base_url))}"
+                f" is unreachable: {_transport_failure(exc)}"
             ) from exc
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
@@ -122,19 +141,20 @@ class ExternalBackend:
             try:
                 response = await self._client.post(path, json=body)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                cause = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                cause = _transport_failure(exc)
                 continue
             if response.status_code in _RETRYABLE_STATUS:
-                cause = f"HTTP {response.status_code}: {_error_text(response)}"
+                cause = _status_summary(response)
                 continue
             if response.is_error:
                 if response.status_code == 400 and _error_code(response) == CONTEXT_LENGTH_CODE:
                     # Too long for the provider's model: the caller's mistake, as it would be
                     # calling the provider directly, not a failure of this version.
-                    raise ContextLengthError(_error_text(response))
-                raise BackendError(
-                    f"provider answered HTTP {response.status_code}: {_error_text(response)}"
-                )
+                    raise ContextLengthError(
+                        f"the prompt is longer than the context of the provider's model "
+                        f"{self.model_id!r}; shorten the prompt"
+                    )
+                raise BackendError(f"provider answered {_status_summary(response)}")
             try:
                 payload = response.json()
             except ValueError as exc:
@@ -153,13 +173,28 @@ def _error_code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _error_text(response: httpx.Response) -> str:
+# A provider's error code or type is shown when it is a short identifier; never its message.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _status_summary(response: httpx.Response) -> str:
+    """`HTTP 500 Internal Server Error (server_error)`: what failed, not what was said."""
+    summary = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     try:
-        payload = response.json()
-        message = payload["error"]["message"]
-        return str(message)[:300]
-    except (ValueError, KeyError, TypeError):
-        return response.text[:300] or response.reason_phrase
+        error = response.json()["error"]
+        label = error.get("code") or error.get("type")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        label = None
+    if isinstance(label, str) and _IDENTIFIER.match(label):
+        summary += f" ({redact_text(label)})"
+    return summary
+
+
+def _transport_failure(exc: httpx.HTTPError) -> str:
+    """One short, redacted line about a connection failure or timeout."""
+    lines = str(exc).strip().splitlines()
+    detail = redact_text(lines[0])[:200] if lines else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def _result_of(payload: dict[str, Any], *, chat: bool) -> GenerationResult:
@@ -171,7 +206,8 @@ def _result_of(payload: dict[str, Any], *, chat: bool) -> GenerationResult:
     except (KeyError, IndexError, TypeError) as exc:
         raise BackendError(f"provider answered without a usable choice: {exc!r}") from exc
     return GenerationResult(
-        text=str(text or ""),
+        # JSON may carry lone surrogates ("\\ud800") that no UTF-8 writer accepts.
+        text=without_surrogates(str(text or "")),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         finish_reason=FinishReason.LENGTH if finish == "length" else FinishReason.STOP,

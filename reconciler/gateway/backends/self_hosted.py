@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.gateway.backends.base import (
     BackendError,
     ContextLengthError,
+    EmptyPromptError,
     FinishReason,
     GenerationRequest,
     GenerationResult,
@@ -147,10 +148,10 @@ class SelfHostedBackend:
     ) -> list[_Outcome]:
         """Texts with one sampling, batched where that changes nobody's answer.
 
-        A prompt that leaves no room in the context fails alone (another player's prompt in
-        the same batch must not fail with it). A prompt whose room is shorter than
-        `max_new_tokens` is generated alone too: padded into the batch, its short room would
-        cut every other answer short.
+        A prompt that leaves no room in the context, or that is empty, fails alone (another
+        player's prompt in the same batch must not fail with it). A prompt whose room is
+        shorter than `max_new_tokens` is generated alone too: padded into the batch, its short
+        room would cut every other answer short.
         """
         tokenizer, model = self._tokenizer, self._model
         if model is None:
@@ -162,7 +163,10 @@ class SelfHostedBackend:
         outcomes: dict[int, _Outcome] = {}
         together: list[int] = []
         for i, length in enumerate(lengths):
-            if limit is None or length + sampling.max_new_tokens <= int(limit):
+            if length == 0:
+                # Nothing to continue from: the caller's mistake (generate() would fail on it).
+                outcomes[i] = EmptyPromptError("the prompt is empty once tokenized; send text")
+            elif limit is None or length + sampling.max_new_tokens <= int(limit):
                 together.append(i)
             elif length >= int(limit):
                 outcomes[i] = ContextLengthError(
