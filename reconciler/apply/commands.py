@@ -156,8 +156,18 @@ def collect_status(repo: Path, ref: str | None) -> list[UseCaseStatus]:
     made = make_plan(repo, ref, settings)
     if made.plan is None or made.desired is None or made.observed is None:
         raise ReconcilerError("the desired state is invalid; run `reconciler validate`")
+    unservable = None
+    if settings.gateway_url:
+        from reconciler.traffic.remote import unservable_targets
+
+        unservable = unservable_targets(settings.gateway_url)
     return use_case_status(
-        made.desired, made.observed, made.plan, journal(settings), state_dir=settings.state_dir
+        made.desired,
+        made.observed,
+        made.plan,
+        journal(settings),
+        state_dir=settings.state_dir,
+        unservable=unservable,
     )
 
 

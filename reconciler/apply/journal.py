@@ -30,7 +30,7 @@ from typing import Any
 from reconciler.clock import SYSTEM_CLOCK, Clock, iso
 from reconciler.errors import StateStoreError
 from reconciler.rollout.state import Control, Judgement, PromotionBasis, RolloutState
-from reconciler.state_files import private_file
+from reconciler.state_files import private_database
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -184,10 +184,13 @@ class Journal:
     def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
         self.clock = clock
+        self._private = False
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        private_file(self.path)
+        if not self._private:
+            private_database(self.path)
+            self._private = True
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:

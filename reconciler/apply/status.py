@@ -13,6 +13,7 @@ under way), Healthy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,11 @@ def use_case_status(
     journal: Journal,
     *,
     state_dir: Path,
+    unservable: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[UseCaseStatus]:
+    """`unservable`: per use case, why the gateway cannot serve a version its routes name
+    (from the gateway itself, when one is configured); "*" applies to every use case."""
+    unservable = unservable or {}
     statuses = []
     for use_case in desired.use_cases:
         name = use_case.name
@@ -117,6 +122,7 @@ def use_case_status(
             rollout=rollout,
             has_routes=bool(routes),
             pending=len(pending),
+            unservable=(*unservable.get("*", ()), *unservable.get(name, ())),
         )
         statuses.append(
             UseCaseStatus(
@@ -143,6 +149,7 @@ def _health(
     rollout: RolloutState | None,
     has_routes: bool,
     pending: int,
+    unservable: tuple[str, ...] = (),
 ) -> tuple[Health, str]:
     if candidate is not None and candidate_tags.get(lineage.REJECTED_DIGEST) == digest:
         return (
@@ -160,6 +167,8 @@ def _health(
         return Health.DEGRADED, operation.message
     if not has_routes:
         return Health.MISSING, "no live routes: the gateway cannot answer for this use case"
+    if unservable:
+        return Health.DEGRADED, "; ".join(unservable)
     if rollout is not None and rollout.active:
         if rollout.phase is Phase.PAUSED:
             return Health.SUSPENDED, f"rollout paused: {rollout.message}"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError, TemporaryError
 from reconciler.prompt_format import render_prompt, turn_stops
-from reconciler.settings import redact_uri
+from reconciler.redaction import redact_uri, url_secrets
 from reconciler.spec.model import Generation
 
 DEFAULT_BATCH_SIZE = 32
@@ -166,6 +166,13 @@ class ExternalGenerator:
         if not base_url:
             raise GenerationError(
                 f"no base URL for {provider.get('id')}: set {env_name} or baseUrl"
+            )
+        secrets = url_secrets(str(base_url))
+        if secrets:
+            # Never sent (httpx would turn user:password into Basic credentials), never shown.
+            raise GenerationError(
+                f"the base URL of {provider.get('id')} holds {', '.join(secrets)}: keep "
+                "credentials in the variable apiKeyEnv names"
             )
         key_name = provider.get("api_key_env")
         api_key = os.environ.get(key_name) if key_name else None

@@ -99,3 +99,51 @@ class GatewayTrafficReader:
             for name, snap in wire.use_cases.items()
         }
         return MappingProxyType({name: found.get(name, TrafficSnapshot()) for name in use_cases})
+
+
+ROUTES_PATH = "/admin/routes"
+
+
+class _WireTarget(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    version: str
+    ready: bool = True
+    error: str | None = None
+
+
+class _WireRouteView(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    use_case: str
+    targets: list[_WireTarget] = []
+
+
+class _WireRoutes(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    use_cases: list[_WireRouteView]
+
+
+def unservable_targets(
+    base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+) -> Mapping[str, tuple[str, ...]]:
+    """Per use case, why the gateway cannot serve a version its routes name (redacted by the
+    gateway): `status` names the real cause instead of calling such a use case healthy. An
+    unreachable gateway is itself the cause, for every use case."""
+    where = redact_uri(base_url.rstrip("/"))
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            response = client.get(f"{base_url.rstrip('/')}{ROUTES_PATH}")
+        response.raise_for_status()
+        wire = _WireRoutes.model_validate_json(response.content)
+    except (httpx.HTTPError, ValidationError) as exc:
+        reason = f"the gateway at {where} did not answer {ROUTES_PATH}: {type(exc).__name__}"
+        return MappingProxyType({"*": (reason,)})
+    return MappingProxyType(
+        {
+            view.use_case: tuple(
+                f"version {t.version} cannot be served: {redact_text(t.error or 'not ready')}"
+                for t in view.targets
+                if not t.ready
+            )
+            for view in wire.use_cases
+        }
+    )

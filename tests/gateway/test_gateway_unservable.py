@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from reconciler.traffic.remote import unservable_targets
 from tests.gateway.processes import RunningGateway
 from tests.gateway.test_gateway_secrets import until
 
@@ -44,6 +45,10 @@ def test_routes_that_cannot_be_served_name_the_version_and_the_cause(
     assert "version 1" in error["message"] and "SAGA_PROVIDER_KEY" in error["message"]
     assert "has no live routes" not in error["message"]
     assert "the reconciler shifts traffic on apply" not in error["message"]
+    # What `reconciler status` reads when RECONCILER_GATEWAY_URL names this gateway.
+    unservable = unservable_targets(url)
+    (cause,) = unservable["saga"]
+    assert cause.startswith("version 1 cannot be served:") and "SAGA_PROVIDER_KEY" in cause
 
     # A use case that is served reports its targets ready.
     hostile_gateway.set_routes("story", [{"version": "1", "weight": 100}])
