@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
 from pydantic_core import ErrorDetails
 
+from reconciler.spec.base import NestedFieldError
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import (
     API_VERSION,
     DOCUMENT_KINDS,
     GuardrailPolicy,
     ModelSource,
-    NestedFieldError,
     UseCase,
 )
 from reconciler.spec.source_tree import EntryKind, SourceTree
