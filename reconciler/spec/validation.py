@@ -54,6 +54,8 @@ _PATTERN_HINTS = {
     "bakeTime": "must be a duration such as 90s, 30m, 1h30m or 7d",
     "progressDeadline": "must be a duration such as 90s, 30m, 1h30m or 7d",
     "since": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "minimumReleaseAge": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "key": "must be a version's key tag: sha256: and 64 hex digits",
     "baseUrl": "must be an http:// or https:// URL",
 }
 
