@@ -41,7 +41,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         status,
         json.dumps(payload).encode(),
@@ -97,7 +99,8 @@ def serve(handler: Handler) -> Iterator[Served]:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _handle
+        # The handler names are http.server's protocol, not ours to rename.
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _handle  # noqa: N815
 
         def log_message(self, *args: object) -> None:
             pass

@@ -111,7 +111,10 @@ def ollama_model(
     }
 
 
-APACHE_TEXT = "                                 Apache License\n                           Version 2.0, January 2004\n"
+APACHE_TEXT = (
+    "                                 Apache License\n"
+    "                           Version 2.0, January 2004\n"
+)
 
 
 @contextmanager
