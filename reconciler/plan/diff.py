@@ -289,6 +289,12 @@ class _UseCasePlan:
         if rejection is not None and candidate.tag(lineage.REJECTED_DIGEST) == self.identity.digest:
             self.rejected(candidate, rejection)
             return False
+        # Rejected in git (`spec.rejected`, written back after a rollback): whatever digest
+        # the registry's rejection was made for, the desired state says never again.
+        recorded = self.rejected_in_git(candidate)
+        if recorded is not None:
+            self.rejected(candidate, recorded)
+            return False
         verdict = candidate.tag(lineage.EVALUATION_VERDICT)
         judged_for = candidate.tag(lineage.EVALUATION_DIGEST)
         if verdict is None:
@@ -306,6 +312,13 @@ class _UseCasePlan:
             )
             return False
         return True
+
+    def rejected_in_git(self, candidate: VersionSnapshot) -> str | None:
+        key = candidate.tag(lineage.KEY)
+        for entry in self.use_case.spec.rejected:
+            if entry.key == key:
+                return f"{entry.reason}; recorded in spec.rejected"
+        return None
 
     def rejected(self, candidate: VersionSnapshot, rejection: str) -> None:
         version = candidate.version
