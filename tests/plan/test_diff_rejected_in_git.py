@@ -54,7 +54,8 @@ def _record_rejection(repo: Path, key: str, *, also_edit_thresholds: bool) -> No
         "  guardrails: [player-safety, healthy-engagement]\n",
         "  guardrails: [player-safety, healthy-engagement]\n"
         "  rejected:\n"
-        f'    - {{key: "{key}", version: "3", reason: canary failed, at: "2026-12-01T10:00:00Z"}}\n',
+        f'    - {{key: "{key}", version: "3", reason: canary failed,\n'
+        '       at: "2026-12-01T10:00:00Z"}\n',
     )
     path.write_text(text)
 
