@@ -22,6 +22,7 @@ from reconciler.discovery.cli import discover_command
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
+from reconciler.propose.cli import propose_command
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
@@ -191,6 +192,7 @@ def plan(
 # `validate` and `plan` stay light.
 for command in (
     discover_command,
+    propose_command,
     gateway_command,
     guardrails_group,
     tiny_model_command,
