@@ -48,8 +48,9 @@ def _age(candidate: RankedCandidate, now: datetime) -> str:
     released = candidate.candidate.released_at
     if released is None:
         return "?"
-    days = (now - released).total_seconds() / 86400
-    return f"{days:.0f}d" if days >= 1 else f"{days * 24:.0f}h"
+    # Whole days: the body, and so the PR, changes at most once a day for this column.
+    days = int((now - released).total_seconds() // 86400)
+    return f"{days}d" if days >= 1 else "<1d"
 
 
 @dataclass(frozen=True)

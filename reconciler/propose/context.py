@@ -81,7 +81,9 @@ def plan_excerpt(context: Context, edited: DesiredState, use_case: str) -> str:
     from reconciler.plan.diff import diff
     from reconciler.plan.render import render_text
 
-    return render_text(diff(edited, context.observed, only=[use_case]), colour=False)
+    text = render_text(diff(edited, context.observed, only=[use_case]), colour=False)
+    # The first line names the scratch folder the edit was loaded from: not worth a PR edit.
+    return text.split("\n", 2)[2] if text.startswith("Plan for ") else text
 
 
 def open_context(
