@@ -14,8 +14,10 @@ trace. The champion is evaluated against itself as well, for the "champion" colu
 from __future__ import annotations
 
 import math
+import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
 
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # Characters per token, for a price estimate only (the usual English figure).
 CHARS_PER_TOKEN = 4.0
 
@@ -121,7 +124,10 @@ def pre_evaluate(
     identity = identity_of(proposed, desired)
     memory = estimated_memory_gib(candidate.parameters, candidate.bytes_per_parameter)
     cost = cost_per_1k_requests(candidate, use_case, desired)
-    with tempfile.TemporaryDirectory(prefix="reconciler-pre-evaluation-") as tmp:
+    with (
+        _mlflow_pointing_back(),
+        tempfile.TemporaryDirectory(prefix="reconciler-pre-evaluation-") as tmp,
+    ):
         scratch_root = Path(tmp)
         scratch = Settings(
             tracking_uri=f"sqlite:///{scratch_root / 'mlflow.db'}",
@@ -174,6 +180,26 @@ def pre_evaluate(
         memory_gib=memory,
         cost_per_1k_requests=cost,
     )
+
+
+@contextmanager
+def _mlflow_pointing_back() -> Iterator[None]:
+    """MLflow's process-wide URIs as they were: the scratch store is gone afterwards, and
+    later code in this process (a controller's next cycle) must not reach for it."""
+    import mlflow
+
+    uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    exported = {name: os.environ.get(name) for name in _URI_VARIABLES}
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(uris[0])
+        mlflow.set_registry_uri(uris[1])
+        for name, value in exported.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _copy_champion(
