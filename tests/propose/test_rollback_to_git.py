@@ -4,8 +4,6 @@ and a second run neither duplicates the PR nor pushes again."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reconciler import lineage
@@ -38,7 +36,7 @@ def rolled_back(project: Project) -> str:
     identity = desired.identities["npc-dialogue"]
     tracking = Tracking(Settings.from_environment(cwd=project.repo))
     _register(tracking, "npc-dialogue", {lineage.KEY: identity.base_key, lineage.ROLE: "base"})
-    rejected = _register(
+    _register(
         tracking,
         "npc-dialogue",
         {
