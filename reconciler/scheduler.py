@@ -11,6 +11,8 @@ Two apscheduler jobs, each never overlapping itself:
   retried (the plan knows), while a newer commit gets its chance.
 - **guardrail watch**, every `watch_interval`: judge recent live outputs and roll back a
   version whose rate of critical findings is too high.
+- **discovery**, each minute: discover and propose for the use cases whose
+  `spec.discovery.schedule` has come round (`reconciler.propose.cycle`).
 
 A failure in one cycle is reported and the next cycle runs as planned; the controller never
 dies of a bad commit or an unreachable registry.
@@ -38,6 +40,7 @@ from reconciler.spec.loader import DesiredState
 log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[Path, DesiredState, Settings], ApplyContext]
+DISCOVERY_CHECK_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,14 @@ def run_controller(
         if findings:
             say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
 
+    started = datetime.now(UTC)
+
+    def discover() -> None:
+        # Each use case's `spec.discovery.schedule` decides; the job only looks every minute.
+        from reconciler.propose.cycle import run_discovery_cycle
+
+        run_discovery_cycle(config.repo, settings, now=datetime.now(UTC), started=started, say=say)
+
     scheduler = BackgroundScheduler()
     # max_instances=1 and coalesce: a cycle that outlasts its interval (a half-hour bake) is
     # never run twice at once, and missed runs collapse into one.
@@ -195,6 +206,7 @@ def run_controller(
     for job, every in (
         (reconcile, config.interval_seconds),
         (watch, config.watch_interval_seconds),
+        (discover, DISCOVERY_CHECK_SECONDS),
     ):
         scheduler.add_job(
             job,

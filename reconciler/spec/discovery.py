@@ -12,7 +12,9 @@ evaluation digest (see `identity.py`): turning discovery on re-opens no evaluati
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -185,13 +187,29 @@ class Discovery(SpecModel):
             raise ValueError(
                 f"{schedule!r} is not a cron schedule of 5 fields (minute hour day month weekday)"
             )
-        from apscheduler.triggers.cron import CronTrigger
-
         try:
-            CronTrigger.from_crontab(schedule, timezone="UTC")
+            cron_trigger(schedule)
         except ValueError as exc:
             raise ValueError(f"{schedule!r} is not a valid cron schedule: {exc}") from None
         return schedule
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(schedule: str) -> Any:
+    """An apscheduler trigger for a standard 5-field cron line, in UTC.
+
+    Standard cron counts weekdays from Sunday (0 or 7); apscheduler 3 from Monday. Numbers in
+    the weekday field are written as names first, so `0 6 * * 1` means Monday, as in crontab.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, weekday = schedule.split()
+    weekday = re.sub(r"(?<![*/])\b([0-7])\b", lambda m: _WEEKDAYS[int(m.group(1)) % 7], weekday)
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone="UTC"
+    )
 
 
 class RejectedCandidate(SpecModel):
