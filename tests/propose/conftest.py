@@ -49,7 +49,8 @@ def add_catalog_model(
 
 
 def with_discovery(path: Path, block: str = DISCOVERY) -> None:
-    text = path.read_text()
+    """Replace the file's discovery section (the last one of a shipped file) with `block`."""
+    text = path.read_text().split("  discovery:\n")[0]
     path.write_text(text.rstrip("\n") + "\n" + block)
 
 
