@@ -53,3 +53,5 @@ def propose_command(repo: Path, names: tuple[str, ...], dry_run: bool, no_evalua
             context.forge.__exit__()
     if not outcomes:
         click.echo("No use case has spec.discovery; nothing to propose.")
+    if any(o.status == "error" for o in outcomes):
+        raise SystemExit(1)

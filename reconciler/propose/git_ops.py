@@ -14,7 +14,6 @@ URL, the command line, the repository's config or the commit.
 from __future__ import annotations
 
 import base64
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -145,8 +144,3 @@ class GitRepository:
             return False
         parents = [p.hexsha for p in remote.parents]
         return bool(remote.tree.hexsha == commit.tree.hexsha and parents == [base.hexsha])
-
-
-def environment_token(environ: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    return env.get("GITHUB_TOKEN") or None

@@ -21,8 +21,10 @@ writes (the pre-evaluation runs in a scratch store).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from reconciler.discovery.discover import UseCaseDiscovery, discover_use_case
+from reconciler.errors import ReconcilerError
 from reconciler.lineage import Alias
 from reconciler.propose.body import UseCaseProposal, pull_request_body, title_for
 from reconciler.propose.branches import (
@@ -192,6 +194,20 @@ def publish(
     return [Outcome(n, "opened", pull.url, pull.number) for n in names]
 
 
+def _guarded(
+    context: Context,
+    proposals: Sequence[UseCaseProposal],
+    **arguments: Any,
+) -> list[Outcome]:
+    """`publish`, with a git or forge failure reported for these use cases only."""
+    try:
+        return publish(context, proposals, **arguments)
+    except ReconcilerError as exc:
+        for p in proposals:
+            context.say(f"{p.name}: error: {exc}")
+        return [Outcome(p.name, "error", str(exc)) for p in proposals]
+
+
 def _is_rollback(pull: PullRequest) -> bool:
     return pull.head.startswith(f"{BRANCH_PREFIX}rejected/")
 
@@ -213,7 +229,12 @@ def run(context: Context, use_cases: Sequence[UseCase]) -> list[Outcome]:
         dashboard.entry(use_case.name).rejected += [
             f"`{r.key[:19]}…` v{r.version or '?'}: {r.reason}" for r in use_case.spec.rejected
         ]
-        proposal = prepare(context, use_case, dashboard)
+        try:
+            proposal = prepare(context, use_case, dashboard)
+        except ReconcilerError as exc:  # this use case's problem; the others still run
+            context.say(f"{use_case.name}: error: {exc}")
+            outcomes.append(Outcome(use_case.name, "error", str(exc)))
+            continue
         if proposal is None:
             outcomes.append(Outcome(use_case.name, "none", "nothing to propose"))
             continue
@@ -223,7 +244,7 @@ def run(context: Context, use_cases: Sequence[UseCase]) -> list[Outcome]:
         branch = proposal_branch(
             use_case.name, proposal.chosen.candidate.source.value, proposal.chosen.candidate.id
         )
-        outcomes += publish(
+        outcomes += _guarded(
             context,
             [proposal],
             branch=branch,
@@ -242,7 +263,7 @@ def run(context: Context, use_cases: Sequence[UseCase]) -> list[Outcome]:
                 for label in (u.spec.discovery.proposals.labels if u.spec.discovery else [])
             }
         )
-        outcomes += publish(
+        outcomes += _guarded(
             context,
             [p for _, p in grouped],
             branch=GROUP_BRANCH,

@@ -229,3 +229,14 @@ def test_no_token_in_any_request_body_git_object_or_output(
     config = (project.repo / ".git" / "config").read_text()
     assert TOKEN not in config
     assert TOKEN not in first + second
+
+
+def test_a_failing_push_is_that_use_cases_error_and_exit_1(
+    capsys: pytest.CaptureFixture[str], project: Project
+) -> None:
+    git(project.repo, "remote", "set-url", "origin", str(project.remote) + "-gone")
+    code, out = propose(capsys, project)
+    assert code == 1
+    assert "npc-dialogue: error: git " in out and "failed for branch" in out
+    assert TOKEN not in out
+    assert project.state.pulls == []
