@@ -121,6 +121,8 @@ def test_the_demo_converges_from_nothing_and_the_next_plan_is_empty(
     )
     assert proposed.returncode == 0, proposed.stdout[-3000:] + proposed.stderr[-3000:]
     assert "npc-dialogue" in proposed.stdout
+    # The evidence was measured (a candidate may fail the gate, but the gate must have run).
+    assert "pre-evaluation could not run" not in proposed.stdout, proposed.stdout[-3000:]
     assert (
         "+      path: models/catalog/tiny-npc-v2" in proposed.stdout
         or "is not proposed: " in proposed.stdout
