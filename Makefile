@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 
 # The main job on the embedded defaults: converge the shipped desired state from nothing
 # (tiny base model, local provider, gateway with players, apply), then show that a new plan
-# is empty (exit code 0 with --detailed-exitcode).
+# is empty (exit code 0 with --detailed-exitcode); last, discovery ranks a newer model the
+# demo puts in a local catalog, and `propose --dry-run` shows the pull request it would open.
 demo: $(STAMP)
 	$(BIN)/reconciler validate
 	$(BIN)/python -m reconciler.demo
 	$(BIN)/reconciler plan --detailed-exitcode
+	$(BIN)/python -m reconciler.demo.catalog
+	$(BIN)/reconciler discover
+	$(BIN)/reconciler propose --dry-run
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q

@@ -18,9 +18,11 @@ import click
 from reconciler import __version__
 from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
 from reconciler.cli_options import repo_option
+from reconciler.discovery.cli import discover_command
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
+from reconciler.propose.cli import propose_command
 from reconciler.redaction import redact_text
 from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
@@ -193,6 +195,8 @@ def plan(
 # Command families live beside their packages; their modules import only click, so
 # `validate` and `plan` stay light.
 for command in (
+    discover_command,
+    propose_command,
     gateway_command,
     guardrails_group,
     tiny_model_command,

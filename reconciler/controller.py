@@ -13,6 +13,8 @@ Two apscheduler jobs, each never overlapping itself:
   when it asks to be called again sooner than the interval, the next cycle is brought forward.
 - **guardrail watch**, every `watch_interval`: judge recent live outputs and roll back a
   version whose rate of critical findings is too high.
+- **discovery**, each minute: discover and propose for the use cases whose
+  `spec.discovery.schedule` has come round (`reconciler.propose.cycle`).
 
 A failure in one cycle is reported and the next cycle runs as planned; the controller never
 dies of a bad commit or an unreachable registry. A use case that failed for a temporary cause
@@ -44,6 +46,7 @@ from reconciler.spec.loader import DesiredState
 log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[Path, DesiredState, Settings], ApplyContext]
+DISCOVERY_CHECK_SECONDS = 60.0
 
 _BACKOFF_FIRST_SECONDS = 30.0
 _BACKOFF_MAX_SECONDS = 3600.0
@@ -267,12 +270,21 @@ def run_controller(
         if findings:
             say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
 
+    started = datetime.now(UTC)
+
+    def discover() -> None:
+        # Each use case's `spec.discovery.schedule` decides; the job only looks every minute.
+        from reconciler.propose.cycle import run_discovery_cycle
+
+        run_discovery_cycle(config.repo, settings, now=datetime.now(UTC), started=started, say=say)
+
     # max_instances=1 and coalesce: a cycle is never run twice at once, and missed runs
     # collapse into one.
     now = datetime.now(UTC)
     for job_id, job, every in (
         ("reconcile", reconcile, config.interval_seconds),
         ("watch", watch, config.watch_interval_seconds),
+        ("discover", discover, DISCOVERY_CHECK_SECONDS),
     ):
         scheduler.add_job(
             job,

@@ -169,6 +169,7 @@ def gate(p: Planned, candidate: VersionSnapshot) -> tuple[Planned, bool]:
     rejection = rejection_of(p, candidate)
     if p.alias(Alias.CHAMPION) == version and rejection is None:
         return p, True  # already serving: the gate is for promotion only
+    rejection = rejection or rejected_in_git(p, candidate)
     if rejection is not None:
         return rejected(p, candidate, rejection), False
     verdict = candidate.tag(lineage.EVALUATION_VERDICT)
@@ -194,11 +195,21 @@ def gate(p: Planned, candidate: VersionSnapshot) -> tuple[Planned, bool]:
 
 
 def rejection_of(p: Planned, candidate: VersionSnapshot) -> str | None:
-    """Why the candidate was rejected for this desired state: rolled back (a registry tag for
-    this digest), or listed under `spec.rejected` in git."""
+    """Why the candidate was rolled back for this desired state (a registry tag for its
+    digest), or None."""
     tagged = candidate.tag(lineage.REJECTED)
     if tagged is not None and candidate.tag(lineage.REJECTED_DIGEST) == p.identity.digest:
         return tagged
+    return None
+
+
+def rejected_in_git(p: Planned, candidate: VersionSnapshot) -> str | None:
+    """Rejected in git (`spec.rejected`, written back after a rollback): whatever digest the
+    registry's rejection was made for, the desired state says never again."""
+    key = candidate.tag(lineage.KEY)
+    for entry in p.use_case.spec.rejected:
+        if entry.key == key:
+            return f"{entry.reason}; recorded in spec.rejected"
     return None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.digest import digest_of
-from reconciler.spec.model import TrainingMethod, UseCase
+from reconciler.spec.model import Constraints, TrainingMethod, UseCase
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class UseCaseIdentity:
       policies); evaluations and rejections are recorded against it. Not in it: the sync
       policy and the metadata's owners, labels and description, which say how and by whom
       the use case is run - flipping `automated` must not re-open a rejected candidate or
-      throw away an evaluation.
+      throw away an evaluation. Nor are `discovery` (how to look for upgrades) and `rejected`
+      (what the planner must not retry, checked by key on its own).
     """
 
     base_key: str
@@ -75,9 +76,26 @@ def identify(
     digest = digest_of(
         {
             "name": use_case.name,
-            "spec": use_case.spec.model_dump(mode="json", by_alias=True, exclude={"sync_policy"}),
+            "spec": _digested_spec(use_case),
             "datasets": dataset_digests,
             "policies": policy_documents,
         }
     )
     return UseCaseIdentity(base_key=base_key, target_key=target_key, digest=digest)
+
+
+# Not what is asked of the models: how the use case is run, searched and what it refused.
+_NOT_DIGESTED = {"sync_policy", "discovery", "rejected"}
+
+
+def _digested_spec(use_case: UseCase) -> dict[str, Any]:
+    spec: dict[str, Any] = use_case.spec.model_dump(
+        mode="json", by_alias=True, exclude=_NOT_DIGESTED
+    )
+    # Constraints added after v1 count only when set, so upgrading the reconciler keeps every
+    # digest - and with it every evaluation and rejection recorded against it.
+    constraints = spec["constraints"]
+    for name in Constraints.LATER_FIELDS:
+        if constraints.get(name) is None:
+            constraints.pop(name, None)
+    return spec

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
 from pydantic_core import ErrorDetails
 
+from reconciler.spec.base import NestedFieldError
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import (
     API_VERSION,
     DOCUMENT_KINDS,
     GuardrailPolicy,
     ModelSource,
-    NestedFieldError,
     UseCase,
 )
 from reconciler.spec.source_tree import EntryKind, SourceTree
@@ -54,6 +54,8 @@ _PATTERN_HINTS = {
     "bakeTime": "must be a duration such as 90s, 30m, 1h30m or 7d",
     "progressDeadline": "must be a duration such as 90s, 30m, 1h30m or 7d",
     "since": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "minimumReleaseAge": "must be a duration such as 90s, 30m, 1h30m or 7d",
+    "key": "must be a version's key tag: sha256: and 64 hex digits",
     "baseUrl": "must be an http:// or https:// URL",
 }
 

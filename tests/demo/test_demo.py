@@ -84,6 +84,57 @@ def test_the_demo_converges_from_nothing_and_the_next_plan_is_empty(
     plan = json.loads(replan.stdout)
     assert {c["action"] for c in plan["changes"]} == {"noop"}
 
+    # Last, discovery: a newer tiny model in the local catalog is ranked, and the pull request
+    # that would propose it is shown, with evidence against the live champion; nothing changes.
+    catalog = _python(
+        ["-m", "reconciler.demo.catalog", "--repo", str(shipped_repo), "--pretrain-steps", "20"],
+        elsewhere,
+        env,
+        timeout=300,
+    )
+    assert catalog.returncode == 0, catalog.stderr[-3000:]
+    found = _python(
+        ["-m", "reconciler.cli", "discover", "--repo", str(shipped_repo), "--output", "json"],
+        elsewhere,
+        env,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    [npc] = json.loads(found.stdout)["use_cases"]
+    assert npc["name"] == "npc-dialogue"
+    [candidate] = npc["candidates"]
+    assert candidate["id"] == "models/catalog/tiny-npc-v2"
+    assert candidate["eligible"] and candidate["better"], candidate
+    assert set(candidate["breakdown"]) == {
+        "quality",
+        "resourceEfficiency",
+        "size",
+        "communityHealth",
+        "recency",
+        "license",
+    }
+    proposed = _python(
+        ["-m", "reconciler.cli", "propose", "--repo", str(shipped_repo), "--dry-run"],
+        elsewhere,
+        env,
+        timeout=600,
+    )
+    assert proposed.returncode == 0, proposed.stdout[-3000:] + proposed.stderr[-3000:]
+    assert "npc-dialogue" in proposed.stdout
+    # The evidence was measured (a candidate may fail the gate, but the gate must have run).
+    assert "pre-evaluation could not run" not in proposed.stdout, proposed.stdout[-3000:]
+    assert (
+        "+      path: models/catalog/tiny-npc-v2" in proposed.stdout
+        or "is not proposed: " in proposed.stdout
+    ), proposed.stdout[-3000:]
+    final = _python(
+        [*("-m", "reconciler.cli", "plan", "--repo", str(shipped_repo)), *PLAN_FLAGS],
+        elsewhere,
+        env,
+        timeout=120,
+    )
+    assert final.returncode == 0, "a dry run changes nothing: the plan is still empty"
+
     # The environment was honoured: the store is the one named, not ./mlruns or ./.reconciler.
     assert not (elsewhere / "mlruns").exists() and not (elsewhere / ".reconciler").exists()
     assert not (shipped_repo / "mlruns").exists()
