@@ -140,6 +140,11 @@ def schema() -> None:
     help="Exit 2 when the plan has changes, 0 when everything is in sync.",
 )
 @click.option("--use-case", "use_cases", multiple=True, help="Plan only these use cases.")
+@click.option(
+    "--details-url",
+    default=None,
+    help="Markdown: where the full plan is, linked when the plan is cut to fit a PR comment.",
+)
 def plan(
     repo: Path,
     ref: str | None,
@@ -147,6 +152,7 @@ def plan(
     out_file: Path | None,
     detailed_exitcode: bool,
     use_cases: tuple[str, ...],
+    details_url: str | None,
 ) -> None:
     """Compare the desired state with the registry and traffic, and show what would change."""
     from reconciler.plan import planfile
@@ -172,7 +178,7 @@ def plan(
     if output == "json":
         click.echo(render_json(result), nl=False)
     elif output == "markdown":
-        click.echo(render_markdown(result), nl=False)
+        click.echo(render_markdown(result, details_url=details_url), nl=False)
     else:
         click.echo(render_text(result, colour=_colour(sys.stdout)), nl=False)
     if out_file is not None:
