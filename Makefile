@@ -40,6 +40,11 @@ lint-workflows: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 
+# The MLflow UI over the store every command uses (the demo's, or MLFLOW_TRACKING_URI's):
+# registered models with their aliases and lineage tags, training and evaluation runs.
+ui: $(STAMP)
+	$(BIN)/reconciler ui
+
 schema: $(STAMP)
 	$(BIN)/reconciler schema > reconciler/spec/schema.json
 

@@ -22,6 +22,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.tracking.cli import ui_command
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
 EXIT_OK = 0
@@ -198,6 +199,7 @@ for command in (
     gateway_command,
     guardrails_group,
     tiny_model_command,
+    ui_command,
     *TRAINING_COMMANDS,
     *APPLY_COMMANDS,
 ):
