@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench schema clean
+.PHONY: demo test lint lint-workflows typecheck bench schema ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/reconciler discover
 	$(BIN)/reconciler propose --dry-run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck lint-workflows
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -34,8 +34,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The GitHub workflows, offline: zizmor's security audits (no finding of medium severity or
+# higher) and GitHub's workflow schema.
+WORKFLOWS := $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+lint-workflows: $(STAMP)
+	$(BIN)/zizmor --offline --min-severity medium .github/workflows/
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
+
+# The MLflow UI over the store every command uses (the demo's, or MLFLOW_TRACKING_URI's):
+# registered models with their aliases and lineage tags, training and evaluation runs.
+ui: $(STAMP)
+	$(BIN)/reconciler ui
 
 schema: $(STAMP)
 	$(BIN)/reconciler schema > reconciler/spec/schema.json

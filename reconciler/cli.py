@@ -25,6 +25,7 @@ from reconciler.guardrails.cli import guardrails as guardrails_group
 from reconciler.propose.cli import propose_command
 from reconciler.redaction import redact_text
 from reconciler.spec.diagnostics import Diagnostic, count_problems
+from reconciler.tracking.cli import ui_command
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
 
 EXIT_OK = 0
@@ -145,6 +146,11 @@ def schema() -> None:
     help="Exit 2 when the plan has changes, 0 when everything is in sync.",
 )
 @click.option("--use-case", "use_cases", multiple=True, help="Plan only these use cases.")
+@click.option(
+    "--details-url",
+    default=None,
+    help="Markdown: where the full plan is, linked when the plan is cut to fit a PR comment.",
+)
 def plan(
     repo: Path,
     ref: str | None,
@@ -152,6 +158,7 @@ def plan(
     out_file: Path | None,
     detailed_exitcode: bool,
     use_cases: tuple[str, ...],
+    details_url: str | None,
 ) -> None:
     """Compare the desired state with the registry and traffic, and show what would change."""
     from reconciler.plan import planfile
@@ -178,7 +185,7 @@ def plan(
     if output == "json":
         click.echo(render_json(result), nl=False)
     elif output == "markdown":
-        click.echo(render_markdown(result), nl=False)
+        click.echo(render_markdown(result, details_url=details_url), nl=False)
     else:
         click.echo(render_text(result, colour=_colour(sys.stdout)), nl=False)
     if out_file is not None:
@@ -200,6 +207,7 @@ for command in (
     gateway_command,
     guardrails_group,
     tiny_model_command,
+    ui_command,
     *TRAINING_COMMANDS,
     *APPLY_COMMANDS,
 ):

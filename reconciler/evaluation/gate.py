@@ -5,9 +5,10 @@ logged prompts), `repeats` times with the same seeds, in batches. Measured: beha
 similarity (mean cosine of sentence embeddings of candidate vs champion outputs), similarity to
 reference outputs and validation loss / perplexity on them, p50/p95 latency and tokens/s,
 the safety pass rate under the use case's guardrail policies, and the assertions' pass rate.
-Everything goes to one MLflow evaluation run (metrics plus a per-output table), and the
-candidate version is tagged with the verdict, the use-case digest it was made for, the reasons
-and the run.
+Everything goes to one MLflow evaluation run (the prompts as its dataset input, metrics, a
+per-output table), and the candidate version is tagged with the verdict, the use-case digest it
+was made for, the reasons and the run; its description links the run, so the MLflow UI leads
+from the version to the evaluation that let it roll out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import lineage
+from reconciler.digest import digest_of
 from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
 from reconciler.evaluation.prompts import EvaluationPrompt, evaluation_prompts
 from reconciler.evaluation.result import EvaluationResult, Measurements, judge
@@ -37,7 +39,12 @@ from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
-from reconciler.tracking.mlflow_tracking import RegisteredVersion, Tracking, TrackingRun
+from reconciler.tracking.mlflow_tracking import (
+    DatasetTable,
+    RegisteredVersion,
+    Tracking,
+    TrackingRun,
+)
 from reconciler.training.base_models import read_provider, version_files
 from reconciler.training.examples import Example
 from reconciler.training.fine_tune import encode_examples, mean_loss, perplexity
@@ -45,6 +52,8 @@ from reconciler.training.logs import LogSource
 from reconciler.training.registration import ROLE_EXTERNAL
 
 EVALUATION_SEED = 1234
+# Starts the paragraph of a version's description that links its latest evaluation.
+EVALUATION_NOTE = "Evaluated "
 
 
 @dataclass(frozen=True)
@@ -171,8 +180,9 @@ def evaluate(
         "reconciler.champion_version": champion_version or "",
     }
     with tracking.run(use_case.name, f"evaluate-v{candidate_version}", tags=tags) as run:
+        run.log_dataset(prompts_table(use_case, prompts, repo), context="evaluation")
         _log_evaluation(run, measured, verdict.value, failures, table, len(prompts), repeats)
-        run_id = run.run_id
+        run_id, run_link = run.run_id, run.ui_link
     result = EvaluationResult(
         candidate_version=candidate_version,
         champion_version=champion_version,
@@ -192,7 +202,50 @@ def evaluate(
             lineage.EVALUATION_RUN: run_id,
         },
     )
+    _link_evaluation(tracking, name, result, run_link)
     return result
+
+
+def _link_evaluation(
+    tracking: Tracking, name: str, result: EvaluationResult, run_link: str
+) -> None:
+    """The candidate's description names the evaluation run with a link to it."""
+    champion = result.champion_version
+    against = f"against version {champion}" if champion else "without a champion"
+    note = (
+        f"{EVALUATION_NOTE}{against} in run [evaluate-v{result.candidate_version}]"
+        f"({run_link}): {result.verdict.value} ({result.reason[:500]})."
+    )
+    described = tracking.get_version(name, result.candidate_version).description
+    tracking.set_version_description(
+        name, result.candidate_version, with_evaluation_note(described, note)
+    )
+
+
+def with_evaluation_note(description: str, note: str) -> str:
+    """`description` with its evaluation paragraph replaced by `note` (added when missing):
+    a version evaluated again links its latest evaluation, once."""
+    kept = [
+        paragraph
+        for paragraph in description.split("\n\n")
+        if paragraph.strip() and not paragraph.startswith(EVALUATION_NOTE)
+    ]
+    return "\n\n".join([*kept, note])
+
+
+def prompts_table(
+    use_case: UseCase, prompts: Sequence[EvaluationPrompt], repo: Path
+) -> DatasetTable:
+    """The prompts as the evaluation run's dataset input: the JSONL's and the logged ones."""
+    rows = [
+        {"prompt": p.prompt, "reference": p.reference or "", "origin": p.origin} for p in prompts
+    ]
+    return DatasetTable(
+        name=f"{use_case.name}-evaluation",
+        digest=digest_of(rows).removeprefix("sha256:"),
+        rows=rows,
+        source=str((repo / use_case.spec.evaluation.prompts).resolve()),
+    )
 
 
 def _load(

@@ -132,39 +132,102 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plan: Plan) -> str:
-    out = ["### Model reconciler plan", "", f"`{source_line(plan)}`", ""]
-    out += ["| Use case | Changes | Actions |", "|---|---:|---|"]
-    for use_case in plan.use_cases():
-        pending = [c for c in plan.changes_for(use_case) if c.action is not Action.NOOP]
-        actions = (
-            ", ".join(c.action.value + (" (drift)" if c.drift else "") for c in pending)
-            or "in sync"
+# GitHub refuses a comment body over 65,536 characters; the sticky-comment action adds its own
+# hidden marker, so the plan keeps a margin below the limit.
+COMMENT_LIMIT = 65_000
+
+
+def render_markdown(
+    plan: Plan, *, details_url: str | None = None, limit: int = COMMENT_LIMIT
+) -> str:
+    """The plan as a pull-request comment of at most `limit` characters.
+
+    Each use case's changes fold into its own `<details>`. When the whole plan does not fit,
+    the summary line stays, table rows and use-case sections are kept in plan order while they
+    fit, and a note at the top says how many were left out and links `details_url` (where the
+    full plan is: the workflow run holding the plan artifact).
+    """
+    head = ["### Model reconciler plan", "", f"`{source_line(plan)}`", ""]
+    grouped: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        grouped.setdefault(change.use_case, []).append(change)
+    rows = [_table_row(use_case, changes) for use_case, changes in grouped.items()]
+    sections = [_details_section(use_case, changes) for use_case, changes in grouped.items()]
+    foot = f"**{summary_line(plan)}**\n"
+    table_head = "| Use case | Changes | Actions |\n|---|---:|---|\n"
+    full = "\n".join(head) + "\n" + table_head + "".join(rows) + "\n" + "".join(sections) + foot
+    if len(full) <= limit:
+        return full
+    total = len(rows)
+    # The note is sized for the largest counts it can show, so what it reserves is enough.
+    budget = limit - len("\n".join(head)) - 1 - len(table_head) - 1 - len(foot)
+    budget -= len(_truncation_note(total, total, total, details_url))
+    kept_rows: list[str] = []
+    for row in rows:
+        if len(row) > budget:
+            break
+        kept_rows.append(row)
+        budget -= len(row)
+    kept_sections: list[str] = []
+    for section in sections:
+        if len(section) > budget:
+            break
+        kept_sections.append(section)
+        budget -= len(section)
+    note = _truncation_note(len(kept_rows), len(kept_sections), total, details_url)
+    # The note comes first: a reviewer learns at once that the comment is not the whole plan.
+    return (
+        "\n".join(head)
+        + "\n"
+        + note
+        + table_head
+        + "".join(kept_rows)
+        + "\n"
+        + "".join(kept_sections)
+        + foot
+    )
+
+
+def _table_row(use_case: str, changes: list[Change]) -> str:
+    pending = [c for c in changes if c.action is not Action.NOOP]
+    actions = (
+        ", ".join(c.action.value + (" (drift)" if c.drift else "") for c in pending) or "in sync"
+    )
+    return f"| `{_cell(use_case)}` | {len(pending)} | {_cell(actions)} |\n"
+
+
+def _details_section(use_case: str, changes: list[Change]) -> str:
+    pending = [c for c in changes if c.action is not Action.NOOP]
+    title = f"{len(pending)} changes" if pending else "in sync"
+    out = [f"<details><summary><b>{use_case}</b>: {title}</summary>", ""]
+    out += ["| | Action | Reason |", "|---|---|---|"]
+    for change in changes:
+        drift = " **drift**" if change.drift else ""
+        out.append(
+            f"| `{change.action.symbol}` | {change.action.value} | {_cell(change.reason)}{drift} |"
         )
-        out.append(f"| `{_cell(use_case)}` | {len(pending)} | {_cell(actions)} |")
-    out.append("")
-    for use_case in plan.use_cases():
-        changes = plan.changes_for(use_case)
-        pending = [c for c in changes if c.action is not Action.NOOP]
-        title = f"{len(pending)} changes" if pending else "in sync"
-        out += [f"<details><summary><b>{use_case}</b>: {title}</summary>", ""]
-        out += ["| | Action | Reason |", "|---|---|---|"]
-        for change in changes:
-            drift = " **drift**" if change.drift else ""
-            out.append(
-                f"| `{change.action.symbol}` | {change.action.value} | "
-                f"{_cell(change.reason)}{drift} |"
-            )
-        details = [
-            f"{change.action.symbol} {change.action.value}: {line}"
-            for change in changes
-            for line in field_lines(change)
-        ]
-        if details:
-            out += ["", "```", *details, "```"]
-        out += ["", "</details>", ""]
-    out.append(f"**{summary_line(plan)}**")
+    details = [
+        f"{change.action.symbol} {change.action.value}: {line}"
+        for change in changes
+        for line in field_lines(change)
+    ]
+    if details:
+        out += ["", "```", *details, "```"]
+    out += ["", "</details>", ""]
     return "\n".join(out) + "\n"
+
+
+def _truncation_note(rows: int, sections: int, total: int, details_url: str | None) -> str:
+    where = (
+        f"[the `plan` artifact of this run]({details_url})"
+        if details_url
+        else "the JSON plan (`--out`)"
+    )
+    return (
+        f"> [!NOTE]\n> This plan is too long for one comment: {rows} of {total} use cases "
+        f"are listed in the table and {sections} of {total} are shown in detail. "
+        f"The full plan is in {where}.\n\n"
+    )
 
 
 def render_json(plan: Plan) -> str:

@@ -36,6 +36,7 @@ class RegisteredVersion:
     status: str
     tags: Mapping[str, str]
     run_id: str | None
+    description: str = ""
 
     @property
     def uri(self) -> str:
@@ -55,8 +56,15 @@ class DatasetTable:
 class TrackingRun:
     """One active MLflow run; the methods log into it."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, experiment_id: str) -> None:
         self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    @property
+    def ui_link(self) -> str:
+        """The run's page in the MLflow UI, relative to the UI's root (a markdown link target
+        in a version description opens it)."""
+        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         import mlflow
@@ -194,7 +202,7 @@ class Tracking:
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
         ) as active:
-            yield TrackingRun(str(active.info.run_id))
+            yield TrackingRun(str(active.info.run_id), experiment_id)
 
     # -- registry ------------------------------------------------------------------------
 
@@ -258,6 +266,12 @@ class Tracking:
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
 
+    def set_version_description(self, name: str, version: str, description: str) -> None:
+        """The version page renders it as markdown: links in it are how lineage that has no
+        field of its own (the evaluation run) is reached from the version."""
+        client = self._mlflow().MlflowClient()
+        client.update_model_version(name, version, description=description)
+
 
 def _is_logged_model(uri: str) -> bool:
     # MLflow 3 logged models are addressed as models:/m-<id>; registry URIs carry a '/'.
@@ -271,6 +285,7 @@ def _registered(entity: Any) -> RegisteredVersion:
         status=str(entity.status),
         tags=MappingProxyType({str(k): str(v) for k, v in (entity.tags or {}).items()}),
         run_id=str(entity.run_id) if entity.run_id else None,
+        description=str(entity.description or ""),
     )
 
 

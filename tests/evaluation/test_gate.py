@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reconciler import lineage
-from reconciler.evaluation.gate import evaluate
+from reconciler.evaluation.gate import evaluate, with_evaluation_note
 from reconciler.evaluation.scoring import assertion_holds
 from reconciler.model_loading import load_causal_lm
 from reconciler.spec.model import Assertion, AssertionType, GuardrailPolicy, UseCase
@@ -100,6 +100,24 @@ def test_equal_weights_in_two_versions_score_similarity_one_and_pass(
     rows = _table(world, result.run_id)
     assert len(rows) == result.prompt_count * world.use_case(NPC).spec.evaluation.repeats
     assert all(r["candidate_output"] == r["champion_output"] for r in rows)
+    # What it was judged on is the run's dataset input, and the version links the run.
+    [evaluated] = world.client().get_run(result.run_id).inputs.dataset_inputs
+    assert evaluated.dataset.name == f"{NPC}-evaluation"
+    assert json.loads(evaluated.dataset.profile)["num_rows"] == result.prompt_count
+    description = world.client().get_model_version("npc-dialogue", twin).description
+    experiment = world.client().get_run(result.run_id).info.experiment_id
+    assert description.endswith(
+        f"Evaluated against version {base_version} in run [evaluate-v{twin}]"
+        f"(#/experiments/{experiment}/runs/{result.run_id}): passed (all thresholds met)."
+    )
+
+
+def test_a_version_description_links_only_its_latest_evaluation() -> None:
+    first = with_evaluation_note("A LoRA copy.", "Evaluated in run [a](#/a): failed.")
+    assert first == "A LoRA copy.\n\nEvaluated in run [a](#/a): failed."
+    again = with_evaluation_note(first, "Evaluated in run [b](#/b): passed.")
+    assert again == "A LoRA copy.\n\nEvaluated in run [b](#/b): passed."
+    assert with_evaluation_note("", "Evaluated x.") == "Evaluated x."
 
 
 def _table(world: World, run_id: str) -> list[dict[str, Any]]:
