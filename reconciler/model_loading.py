@@ -41,3 +41,20 @@ def load_causal_lm(folder: Path, tokenizer_folder: Path | None = None) -> tuple[
         model: Any = AutoModelForCausalLM.from_pretrained(str(folder))
     model.eval()
     return model, tokenizer
+
+
+def context_length(model: Any) -> int | None:
+    """How many positions the model can attend to (None when its config does not say): no
+    sequence it is given - a prompt plus new tokens, a training example - may be longer."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fitting_length(model: Any, wanted: int) -> int:
+    """`wanted`, or the model's context length when that is shorter."""
+    limit = context_length(model)
+    return wanted if limit is None else min(wanted, limit)

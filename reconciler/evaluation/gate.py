@@ -33,7 +33,7 @@ from reconciler.evaluation.scoring import (
     percentile,
 )
 from reconciler.guardrails.embeddings import Embedder, default_embedder
-from reconciler.model_loading import load_causal_lm
+from reconciler.model_loading import fitting_length, load_causal_lm
 from reconciler.registry.version_files import locate_model_folders
 from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
@@ -277,7 +277,10 @@ def _validation_loss(
     examples = [Example(system, p.prompt, p.reference, "dataset") for p in prompts if p.reference]
     if not examples:
         return None
-    encoded = encode_examples(loaded.tokenizer, examples, max_length=256)
+    # A model with a short context (a small catalog model) is scored on what fits it.
+    encoded = encode_examples(
+        loaded.tokenizer, examples, max_length=fitting_length(loaded.model, 256)
+    )
     loss = mean_loss(loaded.model, encoded, int(loaded.tokenizer.pad_token_id))
     return None if math.isnan(loss) else loss
 

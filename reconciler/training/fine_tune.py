@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.model_loading import fitting_length
 from reconciler.prompt_format import render_prompt, response_text
 from reconciler.spec.model import Hyperparameters, LoraSettings, TrainingMethod
 from reconciler.training.architectures import lora_target_modules
@@ -139,9 +140,10 @@ def fine_tune(
     hp = settings.hyperparameters
     seed_everything(hp.seed)
     pad_id = int(tokenizer.pad_token_id)
-    train_set = encode_examples(tokenizer, train, hp.max_sequence_length)
+    length = fitting_length(model, hp.max_sequence_length)  # never past the model's context
+    train_set = encode_examples(tokenizer, train, length)
     # With no validation examples, the training examples are the only yardstick there is.
-    validation_set = encode_examples(tokenizer, validation, hp.max_sequence_length) or train_set
+    validation_set = encode_examples(tokenizer, validation, length) or train_set
     if not train_set:
         raise ValueError("no training examples: nothing to fine-tune on")
 

@@ -31,6 +31,8 @@ import yaml
 from reconciler.plan.render import COMMENT_LIMIT
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from tests.evaluation.stand_in_provider import serve_provider
+from tests.propose.conftest import TOKEN as PROPOSE_TOKEN
+from tests.propose.conftest import Project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -253,11 +255,51 @@ def test_apply_workflow_converges_and_a_second_run_changes_nothing(checkout: Che
     assert "Synced" in again["Status"], again["Status"]
 
 
+@pytest.mark.integration
+def test_propose_workflow_discovers_and_opens_one_pull_request(project: Project) -> None:
+    """Discover then propose, as the scheduled run does, against a stand-in GitHub."""
+    expressions = {
+        "secrets.MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+        "secrets.MLFLOW_TRACKING_TOKEN": "",
+        "vars.RECONCILER_GATEWAY_URL": "",
+        "secrets.RECONCILER_PROPOSE_TOKEN || secrets.GITHUB_TOKEN": PROPOSE_TOKEN,
+        "inputs.dry-run && '--dry-run' || ''": "",
+        "inputs.use-cases": "",
+    }
+    outputs = {}
+    for step in _run_steps("propose.yml", "propose", expressions):
+        if _is_install(step.script):
+            continue
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **step.env,
+        }
+        result = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step.script],
+            cwd=project.repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, f"{step.name}:\n{result.stdout}\n{result.stderr}"
+        assert PROPOSE_TOKEN not in result.stdout + result.stderr
+        outputs[step.name] = result.stdout
+    assert "npc-v2" in outputs["Discover"]
+    pulls = project.state.pulls
+    assert len(pulls) == 1, outputs
+    assert "npc-dialogue" in pulls[0]["title"], pulls
+    assert any(b.startswith("reconciler/") for b in project.remote_branches())
+
+
 def test_every_run_step_is_exercised() -> None:
     """A run step is an install, `.ci/run`, or a step one of the tests above runs."""
     exercised = {
         ("plan.yml", "plan"): {"Validate", "Plan"},
         ("apply.yml", "apply"): {"Validate", "Apply", "Guardrail watch", "Status"},
+        ("propose.yml", "propose"): {"Discover", "Propose"},
     }
     for path in sorted(WORKFLOWS.glob("*.y*ml")):
         for job in _workflow(path.name)["jobs"]:
