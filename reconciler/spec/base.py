@@ -14,6 +14,14 @@ from pydantic.alias_generators import to_camel
 
 from reconciler.spec.durations import DURATION_PATTERN
 
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Lower-case letters, digits and '-', starting and ending alphanumeric.",
+    ),
+]
 RepoPath = Annotated[
     str,
     Field(

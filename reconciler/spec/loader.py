@@ -21,7 +21,7 @@ from reconciler.errors import SourceError
 from reconciler.spec.datasets import DatasetKind, read_dataset
 from reconciler.spec.diagnostics import Diagnostic, Position, has_errors, summarise_repeats
 from reconciler.spec.identity import UseCaseIdentity, identify
-from reconciler.spec.model import GuardrailPolicy, UseCase
+from reconciler.spec.model import GuardrailPolicy, Notifications, UseCase
 from reconciler.spec.source_tree import EntryKind, SourceTree, open_tree
 from reconciler.spec.validation import (
     ValidDocument,
@@ -60,6 +60,7 @@ class DesiredState:
     # The bytes the digests were taken of: training and evaluation read these, never the
     # working tree, so `apply --ref` trains on exactly the commit it planned from.
     dataset_contents: Mapping[str, bytes] = field(default_factory=dict)
+    notifications: tuple[Notifications, ...] = ()
 
     def use_case(self, name: str) -> UseCase:
         for use_case in self.use_cases:
@@ -156,6 +157,9 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
     policies = sorted(
         (d.value for d in valid if isinstance(d.value, GuardrailPolicy)), key=lambda p: p.name
     )
+    notifications = sorted(
+        (d.value for d in valid if isinstance(d.value, Notifications)), key=lambda n: n.name
+    )
     paths = sorted({path for use_case in use_cases for path in dataset_paths(use_case)})
     oversized = [
         Diagnostic(
@@ -208,6 +212,7 @@ def load_from_tree(tree: SourceTree, *, repo_label: str) -> LoadResult:
         dataset_digests=MappingProxyType(datasets),
         origins=MappingProxyType(origins),
         dataset_contents=MappingProxyType(contents),
+        notifications=tuple(notifications),
     )
     return LoadResult(state, tuple(diagnostics))
 

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from reconciler.spec.base import (
     Duration,
     EnvVarName,
+    Name,
     NestedFieldError,
     RepoPath,
     SpecModel,
@@ -29,17 +30,10 @@ from reconciler.spec.base import (
 )
 from reconciler.spec.discovery import Discovery, RejectedCandidate, check_rejected
 from reconciler.spec.durations import duration_seconds
+from reconciler.spec.notifications import NotificationsSpec
 
 API_VERSION = "reconciler/v1"
 
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-        max_length=63,
-        description="Lower-case letters, digits and '-', starting and ending alphanumeric.",
-    ),
-]
 RegisteredModelName = Annotated[
     str,
     Field(
@@ -613,8 +607,23 @@ class GuardrailPolicy(SpecModel):
         return self.metadata.name
 
 
-Document = Annotated[UseCase | GuardrailPolicy, Field(discriminator="kind")]
-DOCUMENT_KINDS: dict[str, type[UseCase] | type[GuardrailPolicy]] = {
+class Notifications(SpecModel):
+    """Webhooks told about rollouts, drift, guardrail findings and proposals."""
+
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["Notifications"]
+    metadata: Metadata
+    spec: NotificationsSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Document = Annotated[UseCase | GuardrailPolicy | Notifications, Field(discriminator="kind")]
+DocumentModel = UseCase | GuardrailPolicy | Notifications
+DOCUMENT_KINDS: dict[str, type[UseCase] | type[GuardrailPolicy] | type[Notifications]] = {
     "UseCase": UseCase,
     "GuardrailPolicy": GuardrailPolicy,
+    "Notifications": Notifications,
 }

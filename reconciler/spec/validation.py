@@ -24,6 +24,7 @@ from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import (
     API_VERSION,
     DOCUMENT_KINDS,
+    DocumentModel,
     GuardrailPolicy,
     ModelSource,
     UseCase,
@@ -65,7 +66,7 @@ class ValidDocument:
     """A document that passed its own checks, with where it came from."""
 
     source: YamlDocument
-    value: UseCase | GuardrailPolicy
+    value: DocumentModel
 
 
 @functools.cache
@@ -253,6 +254,9 @@ class _Facts:
     registered_model: tuple[FieldPath, str] | None
     guardrails: tuple[tuple[FieldPath, str], ...]
     paths: tuple[tuple[FieldPath, str, bool], ...]
+    # Notifications: each webhook's name, and the use cases it names.
+    webhooks: tuple[tuple[FieldPath, str], ...] = ()
+    use_case_references: tuple[tuple[FieldPath, str], ...] = ()
 
 
 def _facts(document: YamlDocument) -> _Facts | None:
@@ -267,6 +271,7 @@ def _facts(document: YamlDocument) -> _Facts | None:
             ((*listed[0], i), name) for i, name in enumerate(listed[1]) if isinstance(name, str)
         ]
     is_use_case = kind[1] == "UseCase"
+    webhooks, references = _webhook_facts(data) if kind[1] == "Notifications" else ([], [])
     return _Facts(
         source=document,
         kind=kind[1],
@@ -274,7 +279,31 @@ def _facts(document: YamlDocument) -> _Facts | None:
         registered_model=_text_at(data, ("spec", "registeredModel")) if is_use_case else None,
         guardrails=tuple(guardrails) if is_use_case else (),
         paths=tuple(_named_paths(data)) if is_use_case else (),
+        webhooks=tuple(webhooks),
+        use_case_references=tuple(references),
     )
+
+
+def _webhook_facts(
+    data: Any,
+) -> tuple[list[tuple[FieldPath, str]], list[tuple[FieldPath, str]]]:
+    """(name of each webhook, each use case a webhook names), with their field paths."""
+    listed = _lookup(data, ("spec", "webhooks"))
+    if listed is None or not isinstance(listed[1], list):
+        return [], []
+    names, references = [], []
+    for i, webhook in enumerate(listed[1]):
+        found = _text_at(webhook, ("name",))
+        if found is not None:
+            names.append(((*listed[0], i, *found[0]), found[1]))
+        use_cases = _lookup(webhook, ("useCases",))
+        if use_cases is not None and isinstance(use_cases[1], list):
+            references += [
+                ((*listed[0], i, *use_cases[0], j), name)
+                for j, name in enumerate(use_cases[1])
+                if isinstance(name, str)
+            ]
+    return names, references
 
 
 def cross_check(
@@ -288,11 +317,28 @@ def cross_check(
     facts = [f for f in map(_facts, documents) if f is not None]
     use_cases = [f for f in facts if f.kind == "UseCase"]
     policies = [f for f in facts if f.kind == "GuardrailPolicy"]
+    notifications = [f for f in facts if f.kind == "Notifications"]
 
     problems: list[Diagnostic] = []
     problems += _duplicates([f.name for f in use_cases], use_cases, "use case")
     problems += _duplicates([f.registered_model for f in use_cases], use_cases, "registered model")
     problems += _duplicates([f.name for f in policies], policies, "policy")
+    problems += _duplicates(
+        [f.name for f in notifications], notifications, "Notifications document"
+    )
+    # Webhook names are unique across documents: deliveries and failures are reported by name.
+    webhook_facts = [f for f in notifications for _ in f.webhooks]
+    problems += _duplicates(
+        [w for f in notifications for w in f.webhooks], webhook_facts, "webhook"
+    )
+    use_case_names = sorted({f.name[1] for f in use_cases if f.name is not None})
+    for document in notifications:
+        for field_path, name in document.use_case_references:
+            if name not in use_case_names:
+                known = ", ".join(use_case_names) or "none are defined"
+                problems.append(
+                    _at(document.source, field_path, f"unknown use case {name!r} (known: {known})")
+                )
 
     problems += _check_parameter_problems(
         [d for d in valid if isinstance(d.value, GuardrailPolicy)]

@@ -223,5 +223,5 @@ def test_a_kind_that_is_not_a_string_is_reported_not_a_crash(shipped_repo: Path)
     diagnostics = load_desired_state(shipped_repo).diagnostics
     assert [d.render() for d in diagnostics] == [
         "desired_state/odd.yaml:2:7: kind: ['UseCase'] is unknown; expected one of UseCase, "
-        "GuardrailPolicy"
+        "GuardrailPolicy, Notifications"
     ]
