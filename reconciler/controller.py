@@ -16,6 +16,10 @@ Two apscheduler jobs, each never overlapping itself:
 - **discovery**, each minute: discover and propose for the use cases whose
   `spec.discovery.schedule` has come round (`reconciler.propose.cycle`).
 
+Drift that appears (or changes) is told to the desired state's webhooks once, not every
+cycle. `Controller` runs the jobs and lets `reconciler serve` ask for a cycle now (never
+overlapping a running one), wait for it, and see each cycle's report.
+
 A failure in one cycle is reported and the next cycle runs as planned; the controller never
 dies of a bad commit or an unreachable registry. A use case that failed for a temporary cause
 (MLflow or the gateway unreachable, a lock held) is retried with exponential backoff; one that
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +43,7 @@ from reconciler.apply.use_case_runner import UseCaseOutcome
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import ReconcilerError, SourceError
 from reconciler.health import Health
+from reconciler.notifications.drift import DriftMemory
 from reconciler.plan.model import Action, Plan
 from reconciler.planning import make_plan
 from reconciler.settings import Settings
@@ -117,9 +123,11 @@ def reconcile_once(
     parallelism: int = 4,
     lock_timeout: float = 0.0,
     retries: Retries | None = None,
+    drift: DriftMemory | None = None,
 ) -> CycleReport:
     """Plan, and apply what is automated or already rolling out. Errors become `error`."""
     retries = retries or Retries()
+    drift = drift or DriftMemory()
     try:
         if fetch:
             fetch_remotes(repo)
@@ -129,6 +137,8 @@ def reconcile_once(
             return CycleReport(None, error=f"the desired state is invalid: {shown}")
         desired, plan = made.desired, made.plan
         context = make_context(repo, desired, settings)
+        for news in drift.news(plan, desired, at=context.clock.now()):
+            context.notifier.notify(news)
         rolling = {
             u.name
             for u in desired.use_cases
@@ -218,6 +228,155 @@ class ControllerSettings:
     parallelism: int
 
 
+class Controller:
+    """The three jobs on one scheduler, each never overlapping itself; missed runs coalesce."""
+
+    def __init__(
+        self,
+        config: ControllerSettings,
+        settings: Settings,
+        *,
+        make_context: ContextFactory,
+        say: Callable[[str], None],
+        on_cycle: Callable[[CycleReport, float], None] | None = None,
+    ) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.config = config
+        self.settings = settings
+        self.make_context = make_context
+        self.say = say
+        self.on_cycle = on_cycle  # (report, seconds it took), after every reconcile
+        self.scheduler = BackgroundScheduler()
+        self.retries = Retries()
+        self.drift = DriftMemory()
+        self.started = datetime.now(UTC)
+        self.last_report: CycleReport | None = None
+        self._cycle = threading.Condition()
+        self._begun = 0  # reconcile cycles begun, and finished
+        self._finished = 0
+        self._running = False
+        self._asked = False  # a cycle was asked for while one ran: run another after it
+
+    def start(self) -> None:
+        # max_instances=1 and coalesce: a job never runs twice at once, and missed runs
+        # collapse into one.
+        now = datetime.now(UTC)
+        for job_id, job, every in (
+            ("reconcile", self._reconcile, self.config.interval_seconds),
+            ("watch", self._watch, self.config.watch_interval_seconds),
+            ("discover", self._discover, DISCOVERY_CHECK_SECONDS),
+        ):
+            self.scheduler.add_job(
+                job,
+                "interval",
+                id=job_id,
+                seconds=every,
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        """Start no new job; wait for the running ones to finish their step."""
+        self.scheduler.shutdown(wait=True)
+
+    def reconcile_now(self) -> int:
+        """Ask for a reconcile now; the number of the cycle that will include the request."""
+        with self._cycle:
+            if self._running:
+                self._asked = True  # the running cycle may have read git before the request
+                return self._begun + 1
+            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
+            return self._begun + 1
+
+    def wait_for_cycle(self, number: int, timeout: float) -> CycleReport | None:
+        """The report once cycle `number` has finished, or None after `timeout` seconds."""
+        with self._cycle:
+            if self._cycle.wait_for(lambda: self._finished >= number, timeout):
+                return self.last_report
+        return None
+
+    @property
+    def cycles(self) -> tuple[int, int]:
+        """(begun, finished) reconcile cycles."""
+        with self._cycle:
+            return self._begun, self._finished
+
+    def _reconcile(self) -> None:
+        with self._cycle:
+            self._running, self._asked = True, False
+            self._begun += 1
+            number = self._begun
+        began = time.monotonic()
+        try:
+            report = reconcile_once(
+                self.config.repo,
+                self.config.ref,
+                self.settings,
+                make_context=self.make_context,
+                fetch=self.config.fetch,
+                parallelism=self.config.parallelism,
+                retries=self.retries,
+                drift=self.drift,
+            )
+        except Exception as exc:  # a bug: reported like any failed cycle; the next one runs
+            log.exception("reconcile cycle %d failed", number)
+            report = CycleReport(None, error=f"internal error: {type(exc).__name__}: {exc}")
+        took = time.monotonic() - began
+        with self._cycle:
+            self._running = False
+            self._finished = number
+            self.last_report = report
+            asked = self._asked
+            self._cycle.notify_all()
+        self.say(describe(report))
+        if self.on_cycle is not None:
+            self.on_cycle(report, took)
+        soonest = min(
+            [s for s in (report.requeue_after, _backoff_due(self.retries)) if s is not None],
+            default=None,
+        )
+        if asked:
+            soonest = 0.0
+        if soonest is not None and soonest < self.config.interval_seconds:
+            # A rollout, a retry or a request is due before the next regular cycle.
+            self.scheduler.modify_job(
+                "reconcile",
+                next_run_time=datetime.now(UTC) + timedelta(seconds=max(1.0, soonest)),
+            )
+
+    def _watch(self) -> None:
+        try:
+            findings = watch_once(
+                self.config.repo,
+                self.settings,
+                make_context=self.make_context,
+                window_seconds=self.config.watch_window_seconds,
+                critical_rate_limit=self.config.critical_rate_limit,
+                min_outputs=self.config.min_outputs,
+            )
+        except ReconcilerError as exc:
+            self.say(f"guardrail watch failed: {exc}")
+            return
+        if findings:
+            self.say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
+
+    def _discover(self) -> None:
+        # Each use case's `spec.discovery.schedule` decides; the job only looks every minute.
+        from reconciler.propose.cycle import run_discovery_cycle
+
+        run_discovery_cycle(
+            self.config.repo,
+            self.settings,
+            now=datetime.now(UTC),
+            started=self.started,
+            say=self.say,
+        )
+
+
 def run_controller(
     config: ControllerSettings,
     settings: Settings,
@@ -226,81 +385,13 @@ def run_controller(
     say: Callable[[str], None],
     stop: threading.Event,
 ) -> None:
-    """Run both jobs until `stop` is set (the CLI sets it on SIGINT / SIGTERM)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler()
-    retries = Retries()
-
-    def reconcile() -> None:
-        report = reconcile_once(
-            config.repo,
-            config.ref,
-            settings,
-            make_context=make_context,
-            fetch=config.fetch,
-            parallelism=config.parallelism,
-            retries=retries,
-        )
-        say(describe(report))
-        soonest = min(
-            [s for s in (report.requeue_after, _backoff_due(retries)) if s is not None],
-            default=None,
-        )
-        if soonest is not None and soonest < config.interval_seconds:
-            # A rollout (or a retry) is due before the next regular cycle: bring it forward.
-            scheduler.modify_job(
-                "reconcile",
-                next_run_time=datetime.now(UTC) + timedelta(seconds=max(1.0, soonest)),
-            )
-
-    def watch() -> None:
-        try:
-            findings = watch_once(
-                config.repo,
-                settings,
-                make_context=make_context,
-                window_seconds=config.watch_window_seconds,
-                critical_rate_limit=config.critical_rate_limit,
-                min_outputs=config.min_outputs,
-            )
-        except ReconcilerError as exc:
-            say(f"guardrail watch failed: {exc}")
-            return
-        if findings:
-            say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
-
-    started = datetime.now(UTC)
-
-    def discover() -> None:
-        # Each use case's `spec.discovery.schedule` decides; the job only looks every minute.
-        from reconciler.propose.cycle import run_discovery_cycle
-
-        run_discovery_cycle(config.repo, settings, now=datetime.now(UTC), started=started, say=say)
-
-    # max_instances=1 and coalesce: a cycle is never run twice at once, and missed runs
-    # collapse into one.
-    now = datetime.now(UTC)
-    for job_id, job, every in (
-        ("reconcile", reconcile, config.interval_seconds),
-        ("watch", watch, config.watch_interval_seconds),
-        ("discover", discover, DISCOVERY_CHECK_SECONDS),
-    ):
-        scheduler.add_job(
-            job,
-            "interval",
-            id=job_id,
-            seconds=every,
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-    scheduler.start()
+    """Run the jobs until `stop` is set (the CLI sets it on SIGINT / SIGTERM)."""
+    controller = Controller(config, settings, make_context=make_context, say=say)
+    controller.start()
     try:
         stop.wait()
     finally:
-        scheduler.shutdown(wait=True)
+        controller.shutdown()
 
 
 def _backoff_due(retries: Retries) -> float | None:

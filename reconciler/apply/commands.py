@@ -16,6 +16,7 @@ from reconciler.apply.guardrail_watch import WatchFinding
 from reconciler.apply.journal import Cause, Journal
 from reconciler.apply.locks import use_case_lock
 from reconciler.apply.plan_runner import apply_plan
+from reconciler.apply.ports import Notifier
 from reconciler.apply.status import UseCaseStatus, use_case_status
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import ReconcilerError
@@ -56,10 +57,15 @@ def build_context(
     time_scale: float = 1.0,
     drive_rollouts: bool = True,
     clock: Clock = SYSTEM_CLOCK,
+    notifier: Notifier | None = None,
 ) -> ApplyContext:
+    """`notifier`: default, the desired state's webhooks over this process's dispatcher."""
+    import os
+
     from reconciler.apply.model_builder import MlflowModelBuilder
     from reconciler.apply.request_log_metrics import RequestLogMetrics
     from reconciler.gateway.config import request_log_path
+    from reconciler.notifications.webhooks import command_notifier
 
     registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
     return ApplyContext(
@@ -77,6 +83,7 @@ def build_context(
         report=_EchoReporter(),
         time_scale=time_scale,
         drive_rollouts=drive_rollouts,
+        notifier=notifier or command_notifier(desired, settings.state_dir, environ=os.environ),
     )
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.apply.journal import Journal
-from reconciler.apply.ports import MetricsSource, ModelBuilder
+from reconciler.apply.ports import MetricsSource, ModelBuilder, Notifier
 from reconciler.clock import Clock
+from reconciler.notifications.events import SilentNotifier
 from reconciler.observe.state import RegisteredModelSnapshot, TrafficSnapshot
 from reconciler.registry.interface import Registry
 from reconciler.spec.identity import UseCaseIdentity
@@ -47,6 +48,9 @@ class ApplyContext:
     drive_rollouts: bool = True
     # While waiting on a bake, how often a driving apply looks for an operator's control.
     control_poll_seconds: float = 5.0
+    # Who hears about rollout events, drift and guardrail findings (the desired state's
+    # webhooks); delivery happens off this thread.
+    notifier: Notifier = field(default_factory=SilentNotifier)
 
 
 class StepResult(enum.Enum):

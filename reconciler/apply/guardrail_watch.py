@@ -18,6 +18,8 @@ from reconciler.apply.aliases import rollback
 from reconciler.apply.context import ApplyContext, UseCaseRun
 from reconciler.apply.locks import use_case_lock
 from reconciler.lineage import Alias
+from reconciler.notifications.events import Notification
+from reconciler.spec.notifications import NotificationEvent
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,21 @@ def watch_guardrails(
                 rollback(run, restore=restore, rejected=rates.version, reason=reason)
                 action = f"rolled back to {restore}"
         context.report(f"{use_case.name}: version {rates.version}: {reason}; {action}")
+        context.notifier.notify(
+            Notification(
+                NotificationEvent.GUARDRAIL_CRITICAL_RATE,
+                use_case.name,
+                f"version {rates.version}: {reason}; {action}",
+                context.clock.now(),
+                {
+                    "version": rates.version,
+                    "critical_rate": rates.critical_rate,
+                    "limit": critical_rate_limit,
+                    "outputs": rates.outputs,
+                    "action": action,
+                },
+            )
+        )
         findings.append(
             WatchFinding(use_case.name, rates.version, rates.critical_rate, rates.outputs, action)
         )

@@ -1,8 +1,9 @@
 """What the apply engine needs from the world beyond the registry and the route table.
 
 Small interfaces, implemented by adapters wired in `commands.py`: the model builder (training
-and evaluation over MLflow + transformers, in `model_builder.py`) and the metrics source
-(the gateway's request log, in `request_log_metrics.py`). Tests substitute real alternatives.
+and evaluation over MLflow + transformers, in `model_builder.py`), the metrics source
+(the gateway's request log, in `request_log_metrics.py`) and the notifier (the desired
+state's webhooks, in `reconciler.notifications`). Tests substitute real alternatives.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from reconciler.notifications.events import Notification
 from reconciler.rollout.analysis import WindowMetrics
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.model import UseCase
@@ -59,4 +61,10 @@ class MetricsSource(Protocol):
         """What `version` of `use_case` did with requests in [since, until): live traffic, or
         the copies mirrored to it; with `compare_with`, also how similar its answers were to
         that version's answers to the same requests."""
+        ...
+
+
+class Notifier(Protocol):
+    def notify(self, notification: Notification) -> None:
+        """Tell whoever listens; never blocks on a receiver and never raises."""
         ...

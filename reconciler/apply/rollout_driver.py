@@ -17,11 +17,13 @@ from reconciler.apply.context import StepResult, UseCaseRun
 from reconciler.apply.journal import Cause
 from reconciler.errors import ReconcilerError
 from reconciler.lineage import Alias
+from reconciler.notifications.rollouts import rollout_notification
 from reconciler.rollout.analysis import NO_TRAFFIC, WindowMetrics
 from reconciler.rollout.machine import (
     Advance,
     ClearControl,
     Effect,
+    Event,
     Observation,
     Promote,
     RollBack,
@@ -122,6 +124,7 @@ def _resume_or_start(
     context.journal.save_rollout(begun.state)
     for event in begun.events:
         run.say(f"rollout started: {event.message}")
+        _notify(run, event, begun.state)
     return begun.state
 
 
@@ -154,9 +157,19 @@ def _step(run: UseCaseRun, state: RolloutState) -> Advance:
         )
     for event in result.events:
         run.say(event.message)
+        _notify(run, event, result.state)
     for effect in result.effects:
         _carry_out(run, effect)
     return result
+
+
+def _notify(run: UseCaseRun, event: Event, state: RolloutState) -> None:
+    # After the state that made the event is persisted: a receiver never hears of a step
+    # the next process would not resume from.
+    notification = rollout_notification(
+        event.kind.value, event.message, state, at=run.context.clock.now()
+    )
+    run.context.notifier.notify(notification)
 
 
 def _window(run: UseCaseRun, state: RolloutState, now: float) -> WindowMetrics:

@@ -1,0 +1,1 @@
+"""Webhook notifications: events rendered, signed and delivered off the reconcile path."""
