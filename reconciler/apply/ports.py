@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.notifications.events import Notification
+# The notifier's port is shared with `propose` (proposal opened), so it lives beside the value
+# it carries; apply needs it like the others.
+from reconciler.notifications.events import Notifier
 from reconciler.rollout.analysis import WindowMetrics
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.model import UseCase
@@ -64,7 +66,4 @@ class MetricsSource(Protocol):
         ...
 
 
-class Notifier(Protocol):
-    def notify(self, notification: Notification) -> None:
-        """Tell whoever listens; never blocks on a receiver and never raises."""
-        ...
+__all__ = ["EvaluationOutcome", "MetricsSource", "ModelBuilder", "Notifier"]

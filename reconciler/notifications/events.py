@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.spec.notifications import NotificationEvent
 
@@ -36,6 +36,12 @@ class Notification:
             "at": self.at_iso,
             "details": dict(self.details),
         }
+
+
+class Notifier(Protocol):
+    def notify(self, notification: Notification) -> None:
+        """Tell whoever listens; never blocks on a receiver and never raises."""
+        ...
 
 
 class SilentNotifier:

@@ -11,6 +11,8 @@ from typing import Any
 from reconciler.discovery.retries import RetryPolicy
 from reconciler.discovery.selection import load_valid
 from reconciler.errors import ReconcilerError
+from reconciler.notifications.events import Notification, Notifier, SilentNotifier
+from reconciler.notifications.webhooks import command_notifier
 from reconciler.observe.state import ObservedState
 from reconciler.propose.branches import BRANCH_PREFIX, read_marker
 from reconciler.propose.forge import GitHubForge, PullRequest
@@ -18,6 +20,7 @@ from reconciler.propose.git_ops import GitRepository
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
+from reconciler.spec.notifications import NotificationEvent
 
 Say = Callable[[str], None]
 
@@ -55,6 +58,20 @@ class Context:
     pulls: list[PullRequest] = field(default_factory=list)
     embedder: Any | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    notifier: Notifier = field(default_factory=SilentNotifier)
+
+    def proposal_opened(self, pull: PullRequest, use_cases: list[str], what: str) -> None:
+        """Tell the webhooks a pull request was opened (once per PR, when it is created)."""
+        for name in use_cases:
+            self.notifier.notify(
+                Notification(
+                    NotificationEvent.PROPOSAL_OPENED,
+                    name,
+                    f"PR #{pull.number} opened: {pull.title}",
+                    self.now.timestamp(),
+                    {"pull_request": pull.url, "number": pull.number, "proposes": what},
+                )
+            )
 
     def open_pulls(self) -> list[PullRequest]:
         return [p for p in self.pulls if p.state == "open"]
@@ -120,6 +137,7 @@ def open_context(
         forge=forge,
         git=git,
         embedder=embedder,
+        notifier=command_notifier(desired, settings.state_dir, environ=environ),
     )
     if forge is not None:
         context.pulls = forge.pulls(state="all", head_prefix=BRANCH_PREFIX)

@@ -188,6 +188,7 @@ def publish(
     pull = context.forge.create_pull(title=title, head=branch, base=base, body=body)
     context.forge.add_labels(pull.number, labels)
     context.pulls.append(pull)
+    context.proposal_opened(pull, names, "upgrade")
     for name in names:
         dashboard.entry(name).open.append(f"#{pull.number} {title}")
         context.say(f"{name}: opened PR #{pull.number} {pull.url}")

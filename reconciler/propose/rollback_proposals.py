@@ -101,6 +101,7 @@ def propose_rollbacks(context: Context, dashboard: Dashboard) -> list[Outcome]:
             pull = context.forge.create_pull(title=title, head=branch, base=base, body=body)
             context.forge.add_labels(pull.number, labels)
             context.pulls.append(pull)
+            context.proposal_opened(pull, [use_case.name], "rollback")
             outcomes.append(Outcome(use_case.name, "opened", pull.url, pull.number))
             number = pull.number
         context.say(f"{use_case.name}: rollback of {versions} proposed in PR #{number}")
