@@ -24,6 +24,7 @@ from reconciler.gateway.cli import gateway_command
 from reconciler.guardrails.cli import guardrails as guardrails_group
 from reconciler.propose.cli import propose_command
 from reconciler.redaction import redact_text
+from reconciler.server.cli import serve_command
 from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.tracking.cli import ui_command
 from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
@@ -208,6 +209,7 @@ for command in (
     guardrails_group,
     tiny_model_command,
     ui_command,
+    serve_command,
     *TRAINING_COMMANDS,
     *APPLY_COMMANDS,
 ):

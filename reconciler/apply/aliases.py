@@ -24,7 +24,13 @@ HISTORY_TAG = "reconciler.history"
 _HISTORY_KEPT = 20
 
 
-def set_aliases(run: UseCaseRun, wanted: Mapping[str, str | None], *, cause: Cause) -> None:
+def set_aliases(
+    run: UseCaseRun,
+    wanted: Mapping[str, str | None],
+    *,
+    cause: Cause,
+    detail: str | None = None,
+) -> None:
     """Move aliases (None removes one) and record the reconciler's view of them."""
     registry = run.context.registry
     model = run.model()
@@ -45,12 +51,18 @@ def set_aliases(run: UseCaseRun, wanted: Mapping[str, str | None], *, cause: Cau
     )
     new_champion = wanted.get(Alias.CHAMPION.value, old_champion)
     if new_champion is not None and new_champion != old_champion:
-        record_champion(run, new_champion, old_champion, cause)
+        record_champion(run, new_champion, old_champion, cause, detail)
 
 
-def record_champion(run: UseCaseRun, version: str, previous: str | None, cause: Cause) -> None:
-    """History in the journal, and the last entries on the registered model for the MLflow UI."""
-    detail = f"commit {run.context.desired.source.commit or 'uncommitted'}"
+def record_champion(
+    run: UseCaseRun, version: str, previous: str | None, cause: Cause, detail: str | None = None
+) -> None:
+    """History in the journal, and the last entries on the registered model for the MLflow UI.
+
+    `detail` says why, where the cause alone does not (a break-glass write); by default the
+    desired state's commit."""
+    commit = f"commit {run.context.desired.source.commit or 'uncommitted'}"
+    detail = f"{detail}; {commit}" if detail else commit
     change = run.context.journal.record_champion(run.name, version, previous, cause, detail)
     entries = [
         {"at": c.at, "version": c.version, "previous": c.previous, "cause": c.cause.value}
@@ -100,7 +112,13 @@ def promote(run: UseCaseRun, *, candidate: str, champion: str) -> None:
 
 
 def rollback(
-    run: UseCaseRun, *, restore: str, rejected: str, reason: str, cause: Cause = Cause.ROLLBACK
+    run: UseCaseRun,
+    *,
+    restore: str,
+    rejected: str,
+    reason: str,
+    cause: Cause = Cause.ROLLBACK,
+    detail: str | None = None,
 ) -> None:
     """Send all traffic back to `restore` and reject `rejected` for this desired state.
 
@@ -115,6 +133,7 @@ def rollback(
         run,
         {Alias.CHAMPION.value: restore, Alias.CHALLENGER.value: None},
         cause=cause,
+        detail=detail,
     )
     rollout = run.context.journal.rollout(run.name)
     if (

@@ -7,6 +7,7 @@ and a test can substitute real alternatives.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -206,10 +207,34 @@ def request_control(repo: Path, use_case: str, control: Control) -> str:
 def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
     settings = Settings.from_environment()
     desired = known_use_case(repo, use_case)
-    spec = desired.use_case(use_case)
     context = build_context(repo, desired, settings)
+    return roll_back_by_hand(context, use_case, to_version).message
+
+
+@dataclass(frozen=True)
+class ManualRollback:
+    use_case: str
+    champion: str  # the version rolled back from (now rejected for this desired state)
+    restored: str
+    message: str
+    done: bool = True  # False: `restored` was champion already, nothing changed
+
+
+def roll_back_by_hand(
+    context: ApplyContext,
+    use_case: str,
+    to_version: str | None,
+    *,
+    reason: str = "rolled back by an operator",
+    detail: str | None = None,
+    lock_timeout: float = 0.0,
+) -> ManualRollback:
+    """Restore `to_version` (default: previous) with all traffic, now, under the use case's
+    lock; the champion it replaces is rejected for this desired state."""
+    desired = context.desired
+    spec = desired.use_case(use_case)
     run = UseCaseRun(context, spec, desired.identities[use_case])
-    with use_case_lock(settings.state_dir, use_case):
+    with use_case_lock(context.state_dir, use_case, timeout=lock_timeout, clock=context.clock):
         model = run.model()
         if model is None:
             raise ReconcilerError(f"{spec.spec.registered_model} is not registered yet")
@@ -220,18 +245,24 @@ def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
         if restore is None or model.version(restore) is None:
             raise ReconcilerError(f"no version {restore or '(previous)'} to roll back to")
         if restore == champion:
-            return f"{use_case}: {restore} is already champion"
+            return ManualRollback(
+                use_case, champion, restore, f"{use_case}: {restore} is already champion", False
+            )
         from reconciler.apply.aliases import rollback
 
         rollback(
             run,
             restore=restore,
             rejected=champion,
-            reason="rolled back by an operator",
+            reason=reason,
             cause=Cause.MANUAL,
+            detail=detail,
         )
-    return (
-        f"{use_case}: champion {champion} → {restore}; {champion} rejected for this desired state"
+    return ManualRollback(
+        use_case,
+        champion,
+        restore,
+        f"{use_case}: champion {champion} → {restore}; {champion} rejected for this desired state",
     )
 
 

@@ -1,0 +1,1 @@
+"""`reconciler serve`: the controller and the control plane's HTTP API in one process."""
