@@ -250,6 +250,10 @@ class Dispatcher:
         try:
             for attempt in retrying:
                 with attempt:
+                    if attempts and self._abandon.is_set():
+                        raise _FinalError(
+                            f"given up when the process stopped, after {attempts} failed attempt(s)"
+                        )
                     attempts += 1
                     _post(client, delivery)
         except (_RetryableError, _FinalError) as exc:
