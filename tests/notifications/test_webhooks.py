@@ -16,7 +16,7 @@ from reconciler.notifications.dispatcher import Dispatcher, RetrySettings
 from reconciler.notifications.events import Notification
 from reconciler.notifications.signing import SIGNATURE_HEADER, verify
 from reconciler.notifications.webhooks import FAILURE_LOG, WebhookNotifier
-from reconciler.spec.notifications import NotificationEvent, PayloadFormat, Webhook
+from reconciler.spec.notifications import NotificationEvent, Webhook
 from tests.stand_ins.receiver import Receiver, serve_receiver
 
 SECRET = "whsec-test-value-0123456789"
