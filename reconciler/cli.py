@@ -17,6 +17,7 @@ import click
 
 from reconciler import __version__
 from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
+from reconciler.candidates.cli import CANDIDATE_COMMANDS
 from reconciler.cli_options import repo_option
 from reconciler.discovery.cli import discover_command
 from reconciler.errors import ReconcilerError
@@ -26,7 +27,7 @@ from reconciler.propose.cli import propose_command
 from reconciler.redaction import redact_text
 from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.tracking.cli import ui_command
-from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
+from reconciler.training.cli import tiny_model_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -208,7 +209,7 @@ for command in (
     guardrails_group,
     tiny_model_command,
     ui_command,
-    *TRAINING_COMMANDS,
+    *CANDIDATE_COMMANDS,
     *APPLY_COMMANDS,
 ):
     cli.add_command(command)
