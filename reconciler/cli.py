@@ -19,6 +19,7 @@ from reconciler import __version__
 from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
 from reconciler.candidates.cli import CANDIDATE_COMMANDS
 from reconciler.cli_options import repo_option
+from reconciler.controller_cli import controller_command
 from reconciler.discovery.cli import discover_command
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
@@ -211,6 +212,7 @@ for command in (
     ui_command,
     *CANDIDATE_COMMANDS,
     *APPLY_COMMANDS,
+    controller_command,
 ):
     cli.add_command(command)
 

@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from reconciler.demo.provider import running_provider
     from reconciler.gateway.config import GatewayConfig
+    from reconciler.gateway.policy_guard import PolicyOutputGuard
     from reconciler.gateway.server import GatewayServer, build_gateway
-    from reconciler.guardrails.hook import PolicyOutputGuard
     from reconciler.guardrails.store import ViolationStore
     from reconciler.spec.loader import load_desired_state
     from reconciler.spec.model import OpenAICompatibleModel

@@ -101,7 +101,7 @@ def _policy_guard(
 ) -> tuple[OutputGuard | None, str]:
     """The inline guard of the use cases' guardrail policies, warmed, and a line about it;
     None when no use case lists any (outputs then pass without a trip to the guard thread)."""
-    from reconciler.guardrails.hook import PolicyOutputGuard
+    from reconciler.gateway.policy_guard import PolicyOutputGuard
     from reconciler.guardrails.store import ViolationStore
 
     guard = PolicyOutputGuard.from_desired_state(
