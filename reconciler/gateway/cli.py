@@ -66,8 +66,9 @@ def gateway_command(
     Admin writes (PUT /admin/routes/USE_CASE) need RECONCILER_GATEWAY_TOKEN to be set.
     """
     from reconciler.gateway.catalog import catalog_of, load_valid_state
+    from reconciler.gateway.composition import build_gateway
     from reconciler.gateway.config import GatewayConfig
-    from reconciler.gateway.server import build_gateway, configure_logging, serve_forever
+    from reconciler.gateway.server import configure_logging, serve_forever
     from reconciler.settings import Settings
     from reconciler.state_files import private_folder
 
