@@ -17,7 +17,9 @@ import click
 
 from reconciler import __version__
 from reconciler.apply.cli import COMMANDS as APPLY_COMMANDS
+from reconciler.candidates.cli import CANDIDATE_COMMANDS
 from reconciler.cli_options import repo_option
+from reconciler.controller_cli import controller_command
 from reconciler.discovery.cli import discover_command
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.cli import gateway_command
@@ -27,7 +29,7 @@ from reconciler.redaction import redact_text
 from reconciler.server.cli import serve_command
 from reconciler.spec.diagnostics import Diagnostic, count_problems
 from reconciler.tracking.cli import ui_command
-from reconciler.training.cli import TRAINING_COMMANDS, tiny_model_command
+from reconciler.training.cli import tiny_model_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -210,8 +212,9 @@ for command in (
     tiny_model_command,
     ui_command,
     serve_command,
-    *TRAINING_COMMANDS,
+    *CANDIDATE_COMMANDS,
     *APPLY_COMMANDS,
+    controller_command,
 ):
     cli.add_command(command)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from reconciler.errors import ReconcilerError
 from reconciler.observe.observer import observe
+from reconciler.observe.readers import TrafficReader
 from reconciler.observe.state import ObservedState
 from reconciler.plan.diff import diff
 from reconciler.plan.model import Plan
@@ -15,7 +16,6 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.settings import Settings
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.loader import DesiredState, load_desired_state
-from reconciler.traffic.interface import TrafficReader
 from reconciler.traffic.remote import GatewayTrafficReader
 from reconciler.traffic.store import TrafficStore
 

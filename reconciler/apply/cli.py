@@ -144,63 +144,6 @@ def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outp
         click.echo("No version exceeds the critical violation rate.")
 
 
-@click.command("controller")
-@repo_option()
-@click.option(
-    "--ref",
-    default=None,
-    help="Follow this git ref (e.g. origin/main with --fetch); default: the folder as it is.",
-)
-@click.option("--fetch", is_flag=True, help="`git fetch` the remotes before every cycle.")
-@click.option("--interval", default="5m", show_default=True, help="Time between reconciles.")
-@click.option(
-    "--watch-interval", default="5m", show_default=True, help="Time between guardrail watches."
-)
-@click.option(
-    "--watch-window", default="1h", show_default=True, help="Live traffic each watch judges."
-)
-@critical_rate_limit_option
-@min_outputs_option
-@parallelism_option
-@click.option("--time-scale", type=float, default=1.0, show_default=True, hidden=True)
-@click.option("--once", is_flag=True, help="Run one reconcile and one watch, then exit.")
-def controller_command(
-    repo: Path,
-    ref: str | None,
-    fetch: bool,
-    interval: str,
-    watch_interval: str,
-    watch_window: str,
-    critical_rate_limit: float,
-    min_outputs: int,
-    parallelism: int,
-    time_scale: float,
-    once: bool,
-) -> None:
-    """Reconcile on a schedule: apply automated use cases, watch guardrails, until stopped.
-
-    Use cases with `syncPolicy.automated: true` are applied on every cycle; the others are
-    reported out of sync and wait for `reconciler apply`. Stop it with Ctrl-C or SIGTERM.
-    """
-    from reconciler.apply.commands import run_controller_command
-
-    raise SystemExit(
-        run_controller_command(
-            repo=repo,
-            ref=ref,
-            fetch=fetch,
-            interval=interval,
-            watch_interval=watch_interval,
-            watch_window=watch_window,
-            critical_rate_limit=critical_rate_limit,
-            min_outputs=min_outputs,
-            parallelism=parallelism,
-            time_scale=time_scale,
-            once=once,
-        )
-    )
-
-
 COMMANDS = (
     apply_command,
     status_command,
@@ -211,5 +154,4 @@ COMMANDS = (
     promote_command,
     rollback_command,
     monitor_command,
-    controller_command,
 )

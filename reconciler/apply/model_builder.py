@@ -107,7 +107,7 @@ class MlflowModelBuilder:
         champion: str | None,
     ) -> EvaluationOutcome:
         if identity.trains:
-            from reconciler.training.pipeline import train_until_passing
+            from reconciler.candidates.retrain import train_until_passing
 
             base = self._base_version(use_case, identity)
             outcome = train_until_passing(

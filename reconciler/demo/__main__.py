@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as transformers_logging
 
     from reconciler.demo.provider import running_provider
+    from reconciler.gateway.composition import build_gateway
     from reconciler.gateway.config import GatewayConfig
-    from reconciler.gateway.server import GatewayServer, build_gateway
-    from reconciler.guardrails.hook import PolicyOutputGuard
+    from reconciler.gateway.policy_guard import PolicyOutputGuard
+    from reconciler.gateway.server import GatewayServer
     from reconciler.guardrails.store import ViolationStore
     from reconciler.spec.loader import load_desired_state
     from reconciler.spec.model import OpenAICompatibleModel

@@ -66,8 +66,9 @@ def gateway_command(
     Admin writes (PUT /admin/routes/USE_CASE) need RECONCILER_GATEWAY_TOKEN to be set.
     """
     from reconciler.gateway.catalog import catalog_of, load_valid_state
+    from reconciler.gateway.composition import build_gateway
     from reconciler.gateway.config import GatewayConfig
-    from reconciler.gateway.server import build_gateway, configure_logging, serve_forever
+    from reconciler.gateway.server import configure_logging, serve_forever
     from reconciler.settings import Settings
     from reconciler.state_files import private_folder
 
@@ -101,7 +102,7 @@ def _policy_guard(
 ) -> tuple[OutputGuard | None, str]:
     """The inline guard of the use cases' guardrail policies, warmed, and a line about it;
     None when no use case lists any (outputs then pass without a trip to the guard thread)."""
-    from reconciler.guardrails.hook import PolicyOutputGuard
+    from reconciler.gateway.policy_guard import PolicyOutputGuard
     from reconciler.guardrails.store import ViolationStore
 
     guard = PolicyOutputGuard.from_desired_state(

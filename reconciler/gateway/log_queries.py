@@ -166,7 +166,7 @@ def usage_by_version(log_path: Path, use_case: str | None = None) -> list[Versio
 
 
 @dataclass(frozen=True)
-class LoggedExchange:
+class ExchangeRow:
     """One served exchange as training and evaluation read it."""
 
     id: str
@@ -192,7 +192,7 @@ def read_exchanges(
     min_rating: float | None = None,
     limit: int | None = None,
     without_violations: bool = False,
-) -> Iterator[LoggedExchange]:
+) -> Iterator[ExchangeRow]:
     """Successful live exchanges that passed the guardrails, newest first.
 
     With `min_rating`, only rated exchanges at or above it, or ones a person corrected (a
@@ -223,7 +223,7 @@ def read_exchanges(
     with connect(log_path) as db:
         cursor: sqlite3.Cursor = db.execute(query, params)
         for row in cursor:
-            yield LoggedExchange(
+            yield ExchangeRow(
                 id=row[0],
                 ts=row[1],
                 use_case=row[2],
@@ -236,7 +236,7 @@ def read_exchanges(
 
 
 @dataclass(frozen=True)
-class ServedOutput:
+class RecordedOutput:
     """One answer a live version gave, as the guardrail monitor reads it."""
 
     version: str
@@ -248,7 +248,7 @@ class ServedOutput:
 
 def served_outputs(
     log_path: Path, use_case: str, *, since: float, limit: int = 5_000
-) -> list[ServedOutput]:
+) -> list[RecordedOutput]:
     """The newest successful live outputs of `use_case` since `since` (shadows excluded)."""
     if not log_path.exists():
         return []
@@ -260,7 +260,7 @@ def served_outputs(
             (use_case, RequestStatus.OK.value, since, limit),
         ).fetchall()
     return [
-        ServedOutput(str(v), str(text), float(ts), str(row_id), _labels(violations))
+        RecordedOutput(str(v), str(text), float(ts), str(row_id), _labels(violations))
         for v, text, ts, row_id, violations in rows
     ]
 

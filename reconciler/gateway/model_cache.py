@@ -58,9 +58,6 @@ class ModelCache:
     def loaded(self) -> tuple[Target, ...]:
         return tuple(self._entries)
 
-    def is_loaded(self, target: Target) -> bool:
-        return target in self._entries
-
     async def ensure(self, target: Target) -> None:
         """Load and warm `target` unless it is loaded already (raises the load's error)."""
         async with self.lease(target):

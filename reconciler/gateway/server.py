@@ -2,8 +2,8 @@
 
 `GatewayServer` is how the apply engine, the demo and tests run a gateway in-process:
 `start()` returns once the port answers and the initial routes are loaded, `stop()` drains
-requests in flight and closes every backend. `build_gateway` wires the default parts (the
-desired-state catalog, the MLflow resolver, the backends) and takes any of them injected.
+requests in flight and closes every backend. The parts are built by
+`composition.build_gateway`.
 """
 
 from __future__ import annotations
@@ -17,35 +17,8 @@ import uvicorn
 
 from reconciler.errors import ReconcilerError
 from reconciler.gateway.app import create_app
-from reconciler.gateway.backends.factory import backend_for
-from reconciler.gateway.catalog import UseCaseCatalog, load_catalog
-from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.guard import OutputGuard, PassThroughGuard
-from reconciler.gateway.service import BackendFactory, Gateway
-from reconciler.gateway.targets import RegistryTargetResolver, TargetResolver
+from reconciler.gateway.service import Gateway
 from reconciler.redaction import redact_handlers
-
-
-def build_gateway(
-    config: GatewayConfig,
-    *,
-    catalog: UseCaseCatalog | None = None,
-    resolver: TargetResolver | None = None,
-    guard: OutputGuard | None = None,
-    backend_factory: BackendFactory = backend_for,
-) -> Gateway:
-    """A gateway with the default parts, or the ones given."""
-    if catalog is None:
-        catalog = load_catalog(config.repo) if config.repo is not None else UseCaseCatalog()
-    if resolver is None:
-        resolver = RegistryTargetResolver(catalog, config.tracking_uri, config.registry_uri)
-    return Gateway(
-        config=config,
-        catalog=catalog,
-        resolver=resolver,
-        backend_factory=backend_factory,
-        guard=guard or PassThroughGuard(),
-    )
 
 
 def _uvicorn_config(gateway: Gateway, *, access_log: bool) -> uvicorn.Config:

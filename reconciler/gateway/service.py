@@ -18,11 +18,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.gateway.backends.base import (
-    Backend,
     BackendError,
     GenerationRequest,
     GenerationResult,
@@ -31,13 +30,7 @@ from reconciler.gateway.backends.base import (
 )
 from reconciler.gateway.catalog import SamplingSettings, UseCaseCatalog
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.guard import (
-    GuardAction,
-    GuardDecision,
-    GuardQueue,
-    OutputGuard,
-    PassThroughGuard,
-)
+from reconciler.gateway.guard import GuardAction, GuardDecision, GuardQueue
 from reconciler.gateway.log_queries import VERSION_FAILURE_CODES
 from reconciler.gateway.metrics import GatewayMetrics
 from reconciler.gateway.model_cache import ModelCache
@@ -49,14 +42,13 @@ from reconciler.gateway.request_log import (
     RequestStatus,
 )
 from reconciler.gateway.route_watcher import RouteWatcher
-from reconciler.gateway.targets import Target, TargetDescription, TargetError, TargetResolver
+from reconciler.gateway.targets import Target, TargetError, TargetResolver
 from reconciler.redaction import redact_text
 from reconciler.state_files import private_folder
 from reconciler.traffic.store import TrafficStore
 
 log = logging.getLogger(__name__)
 
-BackendFactory = Callable[[TargetDescription, GatewayConfig], Backend]
 CONTENT_FILTER = "content_filter"
 
 
@@ -114,35 +106,22 @@ class Served:
 
 @dataclass
 class Gateway:
+    """The serving core, given every part it uses: they are built in one place
+    (`composition.build_gateway`), so a test or a second backend substitutes a real
+    alternative - another route table, request log or guard - without touching this."""
+
     config: GatewayConfig
     catalog: UseCaseCatalog
-    resolver: TargetResolver
-    backend_factory: BackendFactory
-    guard: OutputGuard = field(default_factory=PassThroughGuard)
+    resolver: TargetResolver  # which registry version a target is (admin writes check it)
+    store: TrafficStore
+    cache: ModelCache
+    watcher: RouteWatcher
+    request_log: RequestLog
+    metrics: GatewayMetrics
+    guard_queue: GuardQueue
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self.store = TrafficStore(self.config.traffic_db)
-        self.cache = ModelCache(
-            self._load,
-            max_loaded=self.config.max_loaded_models,
-            pinned=self._pinned_targets,
-        )
-        self.watcher = RouteWatcher(
-            self.store,
-            self.cache,
-            use_cases=lambda: self.catalog.names,
-            poll_seconds=self.config.route_poll_seconds,
-        )
-        self.request_log = RequestLog(
-            self.config.request_log,
-            retention_days=self.config.retention_days,
-            clock=self.clock,
-            queue_limit=self.config.request_log_queue_limit,
-            stall_seconds=self.config.request_log_stall_seconds,
-        )
-        self.metrics = GatewayMetrics()
-        self.guard_queue = GuardQueue(self.guard)
         self.shadow_dropped = 0
         # The latest failure of each version itself (what /admin/routes shows per target).
         self.last_failures: dict[Target, TargetFailure] = {}
@@ -165,20 +144,6 @@ class Gateway:
         await self.cache.close()
         await self.guard_queue.close()
         await asyncio.to_thread(self.request_log.stop)
-
-    def _pinned_targets(self) -> frozenset[Target]:
-        # Asked at eviction time (the watcher is made after the cache): what live routes name.
-        return self.watcher.pinned_targets()
-
-    async def _load(self, target: Target) -> Backend:
-        description = await asyncio.to_thread(self.resolver.describe, target)
-        backend = self.backend_factory(description, self.config)
-        try:
-            await backend.start()
-        except BaseException:
-            await backend.close()
-            raise
-        return backend
 
     # --- serving ---------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.guardrails.checks import Check, build_check
 from reconciler.guardrails.checks.engagement import EngagementCheck, EngagementWindow
 from reconciler.guardrails.embeddings import Embedder, TextBatch
-from reconciler.guardrails.parameters import parameter_problems
 from reconciler.guardrails.verdicts import Finding, Verdict
+from reconciler.spec.guardrail_parameters import parameter_problems
 from reconciler.spec.model import GuardrailPolicy, Intervention, Severity
 
 # The desired-state model's defaults, for severities a policy's partial map leaves out: a

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from reconciler.observe.readers import RegistryReader, TrafficReader
 from reconciler.observe.state import ObservedState
-from reconciler.registry.interface import RegistryReader
 from reconciler.spec.loader import DesiredState
-from reconciler.traffic.interface import TrafficReader
 
 
 def observe(

@@ -101,6 +101,14 @@ class GitRepository:
         import git
 
         base = self._repo.head.commit
+        # The edit was made on the files as checked out: uncommitted changes there would ride
+        # along into the proposal unseen.
+        dirty = str(self._repo.git.status("--porcelain", "--", *files)).strip()
+        if dirty:
+            raise GitError(
+                f"{', '.join(sorted(files))} has uncommitted changes; commit or stash them "
+                "first (a proposal is made on top of the checked-out commit)"
+            )
         name = environ.get("GIT_AUTHOR_NAME") or DEFAULT_AUTHOR[0]
         email = environ.get("GIT_AUTHOR_EMAIL") or DEFAULT_AUTHOR[1]
         actor = git.Actor(name, email)

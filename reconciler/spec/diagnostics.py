@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 
-class Severity(enum.StrEnum):
+class DiagnosticLevel(enum.StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -33,7 +33,7 @@ class Diagnostic:
     position: Position | None
     field: str
     message: str
-    severity: Severity = Severity.ERROR
+    severity: DiagnosticLevel = DiagnosticLevel.ERROR
     # How many problems this line stands for: more than one for a summary of repeats.
     repeats: int = 1
 
@@ -42,7 +42,7 @@ class Diagnostic:
         if self.position is not None:
             where = f"{self.file}:{self.position.line}:{self.position.column}"
         field = f" {self.field}:" if self.field else ""
-        prefix = "" if self.severity is Severity.ERROR else f" {self.severity.value}:"
+        prefix = "" if self.severity is DiagnosticLevel.ERROR else f" {self.severity.value}:"
         return f"{where}:{prefix}{field} {self.message}"
 
     def sort_key(self) -> tuple[str, int, int, str]:
@@ -51,7 +51,7 @@ class Diagnostic:
 
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
-    return any(d.severity is Severity.ERROR for d in diagnostics)
+    return any(d.severity is DiagnosticLevel.ERROR for d in diagnostics)
 
 
 # One mistake repeated (5,000 rollout steps of the wrong type) is shown a few times and then
@@ -61,7 +61,9 @@ MAX_SHOWN = 200
 _INDEX = re.compile(r"\[\d+\]")
 
 
-def count_problems(diagnostics: Iterable[Diagnostic], severity: Severity = Severity.ERROR) -> int:
+def count_problems(
+    diagnostics: Iterable[Diagnostic], severity: DiagnosticLevel = DiagnosticLevel.ERROR
+) -> int:
     """How many problems of `severity` the diagnostics stand for, summarised ones included."""
     return sum(d.repeats for d in diagnostics if d.severity is severity)
 
@@ -72,7 +74,7 @@ def summarise_repeats(
     """`diagnostics` with each repeated problem (same file, message and field up to list
     indexes) shown `shown` times, then one line for the rest, where the first hidden one was;
     at most `limit` lines in all, the last one saying how many more there are."""
-    groups: dict[tuple[str, Severity, str, str], list[int]] = {}
+    groups: dict[tuple[str, DiagnosticLevel, str, str], list[int]] = {}
     for index, diagnostic in enumerate(diagnostics):
         key = (
             diagnostic.file,
@@ -104,7 +106,7 @@ def summarise_repeats(
         last.position,
         "",
         f"{len(rest)} more problem line(s) not shown; fix the ones above first",
-        severity=Severity.ERROR if has_errors(rest) else Severity.WARNING,
+        severity=DiagnosticLevel.ERROR if has_errors(rest) else DiagnosticLevel.WARNING,
         repeats=sum(d.repeats for d in rest),
     )
     return (*result[: limit - 1], cut)

@@ -368,7 +368,7 @@ def cross_check(
 def _check_parameter_problems(policies: list[ValidDocument]) -> list[Diagnostic]:
     # Each check type's parameters are typed by the guardrails package that runs them; its
     # parameter models are light (pydantic only), so validation stays torch-free.
-    from reconciler.guardrails.parameters import parameter_problems
+    from reconciler.spec.guardrail_parameters import parameter_problems
 
     problems = []
     for doc in policies:

@@ -1,22 +1,20 @@
-"""Training a use case's copy of its base model, and the retrain loop around evaluation.
+"""Training a use case's copy of its base model.
 
 `train` is idempotent on the identity's target key: a READY version tagged with it is
 returned as is. Otherwise the base version's weights are fine-tuned (LoRA or full) on the
 initial data plus well-rated historical logs, inside one MLflow run that holds the datasets
 as inputs, the per-step losses, the merged model and, for LoRA, the adapter; the model is
-registered as a new version with its lineage tags. `train_until_passing` retrains with more
-steps and a lower learning rate when evaluation fails, up to `retrain.maxAttempts`.
+registered as a new version with its lineage tags. The loop that retrains when evaluation
+fails lives above both training and evaluation, in `reconciler.candidates.retrain`.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import lineage
 from reconciler.errors import ReconcilerError
-from reconciler.evaluation.scoring import SafetyJudge
 from reconciler.model_loading import load_causal_lm
 from reconciler.registry.version_files import locate_model_folders
 from reconciler.settings import Settings
@@ -47,14 +45,6 @@ ADAPTER_ARTIFACT = "lora-adapter"
 
 class TrainingError(ReconcilerError):
     """The use case cannot be trained as asked (external base, no method, no data)."""
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    version: str
-    verdict: lineage.Verdict
-    reason: str
-    attempts: int
 
 
 def attempt_hyperparameters(base: Hyperparameters, attempt: int) -> Hyperparameters:
@@ -189,68 +179,3 @@ def dataset_table(dataset: Dataset, use_case: str, source: Path | None = None) -
         rows=dataset.rows(),
         source=str(source) if source is not None else None,
     )
-
-
-def train_until_passing(
-    use_case: UseCase,
-    identity: UseCaseIdentity,
-    desired: DesiredState,
-    *,
-    repo: Path,
-    settings: Settings,
-    base_version: str,
-    champion_version: str | None,
-    logs: LogSource | None = None,
-    progress: bool = True,
-    judge_safety: SafetyJudge | None = None,
-    tracking: Tracking | None = None,
-) -> TrainingOutcome:
-    """Train, evaluate, and retrain with adjusted settings until a version passes.
-
-    Each attempt is its own run and version; a crash resumes at the attempt it stopped in,
-    because versions are found by key and attempt, and a verdict already recorded for this
-    use-case digest is reused rather than measured again.
-    """
-    from reconciler.evaluation.gate import evaluate
-
-    tracking = tracking or Tracking(settings)
-    name = use_case.spec.registered_model
-    attempts = use_case.spec.training.retrain.max_attempts
-    version, verdict, reason = base_version, lineage.Verdict.FAILED, "not trained"
-    for attempt in range(1, attempts + 1):
-        version = train(
-            use_case,
-            identity,
-            desired,
-            repo=repo,
-            settings=settings,
-            base_version=base_version,
-            logs=logs,
-            progress=progress,
-            attempt=attempt,
-            tracking=tracking,
-        )
-        tags = tracking.get_version(name, version).tags
-        if (
-            tags.get(lineage.EVALUATION_DIGEST) == identity.digest
-            and lineage.EVALUATION_VERDICT in tags
-        ):
-            verdict = lineage.Verdict(tags[lineage.EVALUATION_VERDICT])
-            reason = tags.get(lineage.EVALUATION_REASON, "")
-        else:
-            result = evaluate(
-                use_case,
-                identity,
-                desired,
-                repo=repo,
-                settings=settings,
-                candidate_version=version,
-                champion_version=champion_version,
-                logs=logs,
-                judge_safety=judge_safety,
-                tracking=tracking,
-            )
-            verdict, reason = result.verdict, result.reason
-        if verdict is lineage.Verdict.PASSED:
-            return TrainingOutcome(version, verdict, reason, attempt)
-    return TrainingOutcome(version, verdict, reason, attempts)

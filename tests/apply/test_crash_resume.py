@@ -104,8 +104,9 @@ def demo_world(
     import shutil
 
     from reconciler.demo.players import Players
+    from reconciler.gateway.composition import build_gateway
     from reconciler.gateway.config import GatewayConfig
-    from reconciler.gateway.server import GatewayServer, build_gateway
+    from reconciler.gateway.server import GatewayServer
     from reconciler.spec.loader import load_desired_state
 
     shutil.copytree(tiny_base_model, shipped_repo / "models" / "tiny-base")

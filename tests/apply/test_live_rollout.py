@@ -39,9 +39,10 @@ from reconciler.apply.request_log_metrics import RequestLogMetrics
 from reconciler.child_process import free_port, wait_until_serving
 from reconciler.clock import SYSTEM_CLOCK
 from reconciler.demo.players import Players
+from reconciler.gateway.composition import build_gateway
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.server import GatewayServer, build_gateway
-from reconciler.guardrails.hook import PolicyOutputGuard
+from reconciler.gateway.policy_guard import PolicyOutputGuard
+from reconciler.gateway.server import GatewayServer
 from reconciler.guardrails.store import ViolationStore
 from reconciler.health import Health
 from reconciler.observe.observer import observe

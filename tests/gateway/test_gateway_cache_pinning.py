@@ -12,8 +12,9 @@ import pytest
 
 from reconciler.child_process import free_port
 from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
+from reconciler.gateway.composition import build_gateway
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.server import GatewayServer, build_gateway
+from reconciler.gateway.server import GatewayServer
 from reconciler.gateway.targets import Target
 from reconciler.observe.state import Route
 from reconciler.traffic.store import TrafficStore, Writer

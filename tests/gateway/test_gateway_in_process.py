@@ -12,10 +12,11 @@ import pytest
 
 from reconciler.child_process import free_port
 from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
+from reconciler.gateway.composition import build_gateway
 from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard
 from reconciler.gateway.log_queries import read_exchanges, window_metrics
-from reconciler.gateway.server import GatewayServer, build_gateway
+from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import World

@@ -18,6 +18,7 @@ import pytest
 
 from reconciler.child_process import free_port
 from reconciler.gateway.catalog import ProviderSettings, UseCaseCatalog, UseCaseProfile
+from reconciler.gateway.composition import build_gateway
 from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.request_log import (
     LoggedRequest,
@@ -25,7 +26,7 @@ from reconciler.gateway.request_log import (
     RequestLogUnavailableError,
     RequestStatus,
 )
-from reconciler.gateway.server import GatewayServer, build_gateway
+from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import RunningGateway, World

@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.guardrails.checks.classifier import ClassifierCheck, ClassifierModelMissingError
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import ClassifierParameters
+from reconciler.spec.guardrail_parameters import ClassifierParameters
 from reconciler.spec.model import CheckType, GuardrailCheck, Severity
 
 

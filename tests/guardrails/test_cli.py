@@ -107,7 +107,7 @@ def test_validate_and_the_guardrails_cli_do_not_import_torch() -> None:
     script = (
         "import sys\n"
         "from reconciler.cli import main\n"
-        "import reconciler.guardrails.cli, reconciler.guardrails.parameters\n"
+        "import reconciler.guardrails.cli, reconciler.spec.guardrail_parameters\n"
         "main(['validate', '--output', 'json'])\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers')\n"
         "         if m in sys.modules]\n"

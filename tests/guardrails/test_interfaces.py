@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.gateway.policy_guard import GuardAction, OutputGuard, PolicyOutputGuard
 from reconciler.guardrails.engine import (
     GuardrailEngine,
     InvalidGuardrailPolicyError,
     compile_policies,
 )
 from reconciler.guardrails.gate import safety_pass_rate
-from reconciler.guardrails.hook import GuardAction, OutputGuard, PolicyOutputGuard
 from reconciler.guardrails.monitor import LoggedOutput, monitor_outputs
-from reconciler.guardrails.parameters import parameter_problems
 from reconciler.guardrails.store import ViolationStore, redact_sample
+from reconciler.spec.guardrail_parameters import parameter_problems
 from reconciler.spec.model import (
     GuardrailCheck,
     GuardrailPolicy,

@@ -5,7 +5,7 @@ import pytest
 from reconciler.guardrails.checks.pattern import PatternCheck
 from reconciler.guardrails.checks.pii import PiiCheck, find_pii, luhn_valid, mask_pii
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import PatternParameters, PiiKind, PiiParameters
+from reconciler.spec.guardrail_parameters import PatternParameters, PiiKind, PiiParameters
 from reconciler.spec.model import CheckType, GuardrailCheck, Severity
 
 

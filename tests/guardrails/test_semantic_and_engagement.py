@@ -16,8 +16,8 @@ from reconciler.guardrails.embeddings import (
     locate_embedding_model,
 )
 from reconciler.guardrails.engine import GuardrailEngine
-from reconciler.guardrails.parameters import EngagementParameters, SemanticParameters
 from reconciler.guardrails.verdicts import Verdict
+from reconciler.spec.guardrail_parameters import EngagementParameters, SemanticParameters
 from reconciler.spec.model import CheckType, GuardrailCheck, Severity
 
 if TYPE_CHECKING:

@@ -240,3 +240,14 @@ def test_a_failing_push_is_that_use_cases_error_and_exit_1(
     assert "npc-dialogue: error: git " in out and "failed for branch" in out
     assert TOKEN not in out
     assert project.state.pulls == []
+
+
+def test_uncommitted_changes_to_the_file_are_never_proposed(
+    capsys: pytest.CaptureFixture[str], project: Project
+) -> None:
+    path = project.repo / NPC_FILE
+    path.write_text(path.read_text().replace("temperature: 0.8", "temperature: 0.9"))
+    code, out = propose(capsys, project)
+    assert code == 1
+    assert f"npc-dialogue: error: {NPC_FILE} has uncommitted changes; commit or stash" in out
+    assert project.state.pulls == [] and list(project.remote_branches()) == ["main"]

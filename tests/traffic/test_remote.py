@@ -15,8 +15,9 @@ import pytest
 from reconciler.child_process import free_port
 from reconciler.cli import main
 from reconciler.errors import ReconcilerError
+from reconciler.gateway.composition import build_gateway
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.server import GatewayServer, build_gateway
+from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
 from reconciler.planning import make_plan
 from reconciler.settings import Settings

@@ -185,7 +185,7 @@ def test_full_fine_tuning_registers_a_version(world: World) -> None:
 def test_retrain_loop_makes_one_version_per_attempt_until_it_passes(
     world: World, lora_version: tuple[str, str]
 ) -> None:
-    from reconciler.training.pipeline import train_until_passing
+    from reconciler.candidates.retrain import train_until_passing
 
     base, first = lora_version
     use_case = world.use_case(NPC)

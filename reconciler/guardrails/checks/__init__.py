@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import (
+from reconciler.guardrails.verdicts import CheckResult
+from reconciler.spec.guardrail_parameters import (
     ClassifierParameters,
     EngagementParameters,
     PatternParameters,
@@ -19,7 +20,6 @@ from reconciler.guardrails.parameters import (
     SemanticParameters,
     parse_parameters,
 )
-from reconciler.guardrails.verdicts import CheckResult
 from reconciler.spec.model import GuardrailCheck
 
 

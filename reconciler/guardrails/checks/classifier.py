@@ -15,9 +15,9 @@ from typing import Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.guardrails.embeddings import ENCODE_BATCH_SIZE, TextBatch
-from reconciler.guardrails.parameters import ClassifierParameters
 from reconciler.guardrails.verdicts import CheckResult
 from reconciler.model_loading import loading_models
+from reconciler.spec.guardrail_parameters import ClassifierParameters
 from reconciler.spec.model import GuardrailCheck
 
 

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from reconciler.guardrails.checks.engagement_signals import CUES, EXEMPLARS, FICTION, Signal
 from reconciler.guardrails.checks.semantic import ExemplarSet, best_matches
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import EngagementParameters, HealthySignal, UnhealthySignal
 from reconciler.guardrails.verdicts import CheckResult, Verdict
+from reconciler.spec.guardrail_parameters import (
+    EngagementParameters,
+    HealthySignal,
+    UnhealthySignal,
+)
 from reconciler.spec.model import GuardrailCheck
 
 

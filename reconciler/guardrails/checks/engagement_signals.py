@@ -8,7 +8,7 @@ quest deadline does not read as real-world pressure.
 
 from __future__ import annotations
 
-from reconciler.guardrails.parameters import HealthySignal, UnhealthySignal
+from reconciler.spec.guardrail_parameters import HealthySignal, UnhealthySignal
 
 Signal = UnhealthySignal | HealthySignal
 

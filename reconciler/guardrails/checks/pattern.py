@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import PatternParameters
 from reconciler.guardrails.verdicts import PASSED, CheckResult
+from reconciler.spec.guardrail_parameters import PatternParameters
 from reconciler.spec.model import GuardrailCheck
 
 EVIDENCE_CHARS = 80

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.guardrails.embeddings import TextBatch
-from reconciler.guardrails.parameters import PiiKind, PiiParameters
 from reconciler.guardrails.verdicts import PASSED, CheckResult
+from reconciler.spec.guardrail_parameters import PiiKind, PiiParameters
 from reconciler.spec.model import GuardrailCheck
 
 _EMAIL = re.compile(

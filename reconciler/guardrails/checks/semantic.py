@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reconciler.guardrails.embeddings import Embedder, TextBatch
-from reconciler.guardrails.parameters import SemanticParameters
 from reconciler.guardrails.verdicts import CheckResult
+from reconciler.spec.guardrail_parameters import SemanticParameters
 from reconciler.spec.model import GuardrailCheck
 
 if TYPE_CHECKING:
