@@ -200,10 +200,12 @@ def watch_once(
     window_seconds: float,
     critical_rate_limit: float,
     min_outputs: int,
+    ref: str | None = None,
 ) -> Sequence[WatchFinding]:
+    """Judge recent live outputs against the desired state at `ref` (the one reconciled)."""
     from reconciler.spec.loader import load_desired_state
 
-    loaded = load_desired_state(repo)
+    loaded = load_desired_state(repo, ref)
     if loaded.state is None:
         raise ReconcilerError("the desired state is invalid; run `reconciler validate`")
     context = make_context(repo, loaded.state, settings)
@@ -305,6 +307,12 @@ class Controller:
         with self._cycle:
             return self._begun, self._finished
 
+    @property
+    def last_cycle(self) -> tuple[int, CycleReport | None]:
+        """The number of the last finished cycle and its report, read together."""
+        with self._cycle:
+            return self._finished, self.last_report
+
     def _reconcile(self) -> None:
         with self._cycle:
             self._running, self._asked = True, False
@@ -357,6 +365,7 @@ class Controller:
                 window_seconds=self.config.watch_window_seconds,
                 critical_rate_limit=self.config.critical_rate_limit,
                 min_outputs=self.config.min_outputs,
+                ref=self.config.ref,
             )
         except ReconcilerError as exc:
             self.say(f"guardrail watch failed: {exc}")

@@ -134,6 +134,7 @@ def run_controller_command(
             window_seconds=seconds["watch-window"],
             critical_rate_limit=critical_rate_limit,
             min_outputs=min_outputs,
+            ref=ref,
         )
         for name, message in sorted(report.messages.items()):
             click.echo(f"  {name}: {message}")

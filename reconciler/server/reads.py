@@ -45,10 +45,11 @@ def known(desired: DesiredState, name: str) -> None:
         raise UnknownUseCaseError(f"unknown use case {name} (known: {', '.join(names)})")
 
 
-def cycle_view(report: CycleReport | None) -> dict[str, Any] | None:
+def cycle_view(report: CycleReport | None, number: int | None = None) -> dict[str, Any] | None:
     if report is None:
         return None
     return {
+        "number": number,
         "commit": report.commit,
         "summary": describe(report),
         "error": report.error,
@@ -63,14 +64,15 @@ def cycle_view(report: CycleReport | None) -> dict[str, Any] | None:
 
 def controller_view(runtime: ServeRuntime) -> dict[str, Any]:
     controller = runtime.controller
-    begun, finished = controller.cycles if controller else (0, 0)
+    begun, _ = controller.cycles if controller else (0, 0)
+    finished, last = controller.last_cycle if controller else (0, None)
     dispatcher = runtime.dispatcher
     return {
         "repo": str(runtime.repo),
         "ref": runtime.ref,
         "cycles_begun": begun,
         "cycles_finished": finished,
-        "last_cycle": cycle_view(controller.last_report if controller else None),
+        "last_cycle": cycle_view(last, finished),
         "notifications": {
             "delivered": dispatcher.delivered,
             "failed": dispatcher.failed,
