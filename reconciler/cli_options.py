@@ -44,3 +44,39 @@ parallelism_option = click.option(
     show_default=True,
     help="How many use cases to apply at once (each has its own lock).",
 )
+
+
+def controller_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The reconcile loop's options, for `controller` and `serve`: what it follows, how often
+    it reconciles and watches guardrails, the watch's limits and the parallelism."""
+    options: tuple[Decorator, ...] = (
+        repo_option(),
+        click.option(
+            "--ref",
+            default=None,
+            help="Follow this git ref (e.g. origin/main with --fetch); "
+            "default: the folder as it is.",
+        ),
+        click.option("--fetch", is_flag=True, help="`git fetch` the remotes before every cycle."),
+        click.option(
+            "--interval", default="5m", show_default=True, help="Time between reconciles."
+        ),
+        click.option(
+            "--watch-interval",
+            default="5m",
+            show_default=True,
+            help="Time between guardrail watches.",
+        ),
+        click.option(
+            "--watch-window",
+            default="1h",
+            show_default=True,
+            help="Live traffic each watch judges.",
+        ),
+        critical_rate_limit_option,
+        min_outputs_option,
+        parallelism_option,
+    )
+    for option in reversed(options):  # the first listed shows first in --help
+        command = option(command)
+    return command

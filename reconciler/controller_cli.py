@@ -12,12 +12,7 @@ import click
 
 from reconciler.apply.commands import build_context
 from reconciler.apply.context import ApplyContext
-from reconciler.cli_options import (
-    critical_rate_limit_option,
-    min_outputs_option,
-    parallelism_option,
-    repo_option,
-)
+from reconciler.cli_options import controller_options
 from reconciler.errors import ReconcilerError
 from reconciler.health import Health
 from reconciler.settings import Settings
@@ -25,23 +20,7 @@ from reconciler.spec.loader import DesiredState
 
 
 @click.command("controller")
-@repo_option()
-@click.option(
-    "--ref",
-    default=None,
-    help="Follow this git ref (e.g. origin/main with --fetch); default: the folder as it is.",
-)
-@click.option("--fetch", is_flag=True, help="`git fetch` the remotes before every cycle.")
-@click.option("--interval", default="5m", show_default=True, help="Time between reconciles.")
-@click.option(
-    "--watch-interval", default="5m", show_default=True, help="Time between guardrail watches."
-)
-@click.option(
-    "--watch-window", default="1h", show_default=True, help="Live traffic each watch judges."
-)
-@critical_rate_limit_option
-@min_outputs_option
-@parallelism_option
+@controller_options
 @click.option("--time-scale", type=float, default=1.0, show_default=True, hidden=True)
 @click.option("--once", is_flag=True, help="Run one reconcile and one watch, then exit.")
 def controller_command(

@@ -6,34 +6,13 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli_options import (
-    critical_rate_limit_option,
-    min_outputs_option,
-    parallelism_option,
-    repo_option,
-)
+from reconciler.cli_options import controller_options
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8710, show_default=True)
-@repo_option()
-@click.option(
-    "--ref",
-    default=None,
-    help="Follow this git ref (e.g. origin/main with --fetch); default: the folder as it is.",
-)
-@click.option("--fetch", is_flag=True, help="`git fetch` the remotes before every cycle.")
-@click.option("--interval", default="5m", show_default=True, help="Time between reconciles.")
-@click.option(
-    "--watch-interval", default="5m", show_default=True, help="Time between guardrail watches."
-)
-@click.option(
-    "--watch-window", default="1h", show_default=True, help="Live traffic each watch judges."
-)
-@critical_rate_limit_option
-@min_outputs_option
-@parallelism_option
+@controller_options
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
