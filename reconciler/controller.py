@@ -294,11 +294,13 @@ class Controller:
             self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
             return self._begun + 1
 
-    def wait_for_cycle(self, number: int, timeout: float) -> CycleReport | None:
-        """The report once cycle `number` has finished, or None after `timeout` seconds."""
+    def wait_for_cycle(self, number: int, timeout: float) -> tuple[int, CycleReport] | None:
+        """Once cycle `number` has finished: the last finished cycle (`number` or a later
+        one) and its report; None after `timeout` seconds."""
         with self._cycle:
             if self._cycle.wait_for(lambda: self._finished >= number, timeout):
-                return self.last_report
+                assert self.last_report is not None  # a finished cycle left its report
+                return self._finished, self.last_report
         return None
 
     @property

@@ -41,7 +41,10 @@ class PlanFormat(StrEnum):
 class CycleQueued(BaseModel):
     cycle: int = Field(description="The reconcile cycle that includes this request.")
     done: bool = Field(description="Whether that cycle finished within `wait`.")
-    report: dict[str, Any] | None = Field(default=None, description="Its report, when done.")
+    report: dict[str, Any] | None = Field(
+        default=None,
+        description="When done: the report of the last finished cycle (this one or a later one).",
+    )
 
 
 class RollbackRequest(BaseModel):
@@ -182,9 +185,10 @@ def _writes(app: FastAPI, runtime: ServeRuntime, check: Any) -> None:
         if controller is None:
             raise HTTPException(503, "the controller is not running")
         cycle = controller.reconcile_now()
-        report = controller.wait_for_cycle(cycle, wait) if wait > 0 else None
-        response.status_code = 200 if report is not None else 202
-        return CycleQueued(cycle=cycle, done=report is not None, report=reads.cycle_view(report))
+        finished = controller.wait_for_cycle(cycle, wait) if wait > 0 else None
+        response.status_code = 200 if finished is not None else 202
+        report = reads.cycle_view(finished[1], finished[0]) if finished else None
+        return CycleQueued(cycle=cycle, done=finished is not None, report=report)
 
     @app.post(
         "/api/v1/use-cases/{name}/rollback",
