@@ -259,6 +259,10 @@ class Controller:
         self._finished = 0
         self._running = False
         self._asked = False  # a cycle was asked for while one ran: run another after it
+        # Whether the scheduler runs the jobs: before, the first cycle is due at start anyway;
+        # after shutdown has begun, nothing may touch the scheduler (see `shutdown`).
+        self._started = False
+        self._stopping = False
 
     def start(self) -> None:
         # max_instances=1 and coalesce: a job never runs twice at once, and missed runs
@@ -279,10 +283,17 @@ class Controller:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        self.scheduler.start()
+        with self._cycle:
+            self.scheduler.start()
+            self._started = True
 
     def shutdown(self) -> None:
         """Start no new job; wait for the running ones to finish their step."""
+        # apscheduler's shutdown holds its job-store lock while it waits for running jobs: a
+        # job that reschedules itself then would wait on that lock forever. So no job touches
+        # the scheduler once this flag is up (set and read under the same lock).
+        with self._cycle:
+            self._stopping = True
         self.scheduler.shutdown(wait=True)
 
     def reconcile_now(self) -> int:
@@ -290,8 +301,8 @@ class Controller:
         with self._cycle:
             if self._running:
                 self._asked = True  # the running cycle may have read git before the request
-                return self._begun + 1
-            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
+            elif self._started and not self._stopping:
+                self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
             return self._begun + 1
 
     def wait_for_cycle(self, number: int, timeout: float) -> tuple[int, CycleReport] | None:
@@ -353,10 +364,12 @@ class Controller:
             soonest = 0.0
         if soonest is not None and soonest < self.config.interval_seconds:
             # A rollout, a retry or a request is due before the next regular cycle.
-            self.scheduler.modify_job(
-                "reconcile",
-                next_run_time=datetime.now(UTC) + timedelta(seconds=max(1.0, soonest)),
-            )
+            with self._cycle:
+                if not self._stopping:
+                    self.scheduler.modify_job(
+                        "reconcile",
+                        next_run_time=datetime.now(UTC) + timedelta(seconds=max(1.0, soonest)),
+                    )
 
     def _watch(self) -> None:
         try:
