@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ import pytest
 from reconciler import lineage
 from reconciler.apply.journal import Journal, OperationStatus
 from reconciler.child_process import free_port, wait_until_serving
+from reconciler.cli import main
 from reconciler.observe.state import RegisteredModelSnapshot, Route
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.rollout.state import Phase
@@ -379,3 +381,35 @@ def test_sigterm_during_a_rollout_leaves_a_state_the_next_start_resumes(
             receiver.wait_for(lambda r: "break-glass" in r.events())
             assert receiver.events().count("rollout-started") == 1
             second.terminate()
+
+
+def test_a_bad_interval_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    code = main(["serve", "--repo", str(shipped_repo), "--interval", "soon"])
+    err = capsys.readouterr().err
+    assert code == 1 and "soon" in err and "Traceback" not in err
+
+
+def test_a_port_in_use_ends_serve_before_anything_is_reconciled(
+    shipped_repo: Path, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    env = environment(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", state_dir)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "reconciler.cli", "serve", "--repo", str(shipped_repo)]
+        finished = subprocess.run(
+            [*command, "--port", str(port)],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert finished.returncode == 1, finished.stderr[-2000:]
+    assert f"cannot serve the API on 127.0.0.1:{port}" in finished.stderr
+    assert not (state_dir / "journal.db").exists()  # no cycle ran
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
