@@ -30,10 +30,10 @@ from reconciler.evaluation.scoring import (
     assertion_holds,
     mean,
     pairwise_similarity,
-    percentile,
 )
 from reconciler.guardrails.embeddings import Embedder, default_embedder
 from reconciler.model_loading import fitting_length, load_causal_lm
+from reconciler.percentiles import percentile
 from reconciler.registry.version_files import locate_model_folders
 from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
@@ -144,8 +144,8 @@ def evaluate(
         reference_similarity=mean(reference_scores) if reference_scores else None,
         safety_pass_rate=1.0 - mean([float(f) for f in flags]),
         assertion_pass_rate=mean([float(c) for c in checks]) if checks else None,
-        latency_p50_ms=percentile(latencies, 0.5),
-        latency_p95_ms=percentile(latencies, 0.95),
+        latency_p50_ms=_or_nan(percentile(latencies, 0.5)),
+        latency_p95_ms=_or_nan(percentile(latencies, 0.95)),
         tokens_per_second=tokens / seconds if seconds > 0 else math.nan,
         validation_loss=validation_loss,
         validation_perplexity=perplexity(validation_loss) if validation_loss is not None else None,
@@ -299,3 +299,8 @@ def _log_evaluation(
     run.set_tags({lineage.EVALUATION_VERDICT: verdict})
     run.log_table(table, "evaluation/per_output.json")
     run.log_dict({"verdict": verdict, "failures": list(failures)}, "evaluation/verdict.json")
+
+
+def _or_nan(value: float | None) -> float:
+    # Measurements keep NaN for "nothing measured": the judge treats it as a failed threshold.
+    return math.nan if value is None else value
