@@ -259,7 +259,25 @@ def test_pause_with_no_rollout_waits_for_the_next_one(
 ) -> None:
     code, out, _ = run(capsys, "pause", "npc-dialogue", "--repo", str(shipped_repo))
     assert code == 0
-    assert "no rollout is in progress" in out and "next one obeys it" in out
+    assert "no rollout is in progress" in out and "the next one holds" in out
+
+
+@pytest.mark.parametrize("command", ["resume", "abort", "promote"])
+def test_controls_for_one_rollout_are_refused_when_none_runs(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    command: str,
+) -> None:
+    """Kept for later, a promote would skip the analysis of a candidate nobody has seen."""
+    from reconciler.apply.journal import Journal
+
+    code, _, err = run(capsys, command, "npc-dialogue", "--repo", str(shipped_repo))
+
+    assert code == 1
+    assert "no rollout of npc-dialogue is in progress" in err
+    journal = Journal(Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db")
+    assert journal.pending_control("npc-dialogue") is None
 
 
 def test_history_json_lists_champion_changes_and_judgements(
