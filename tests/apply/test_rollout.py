@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from reconciler import lineage
 from reconciler.apply import aliases
 from reconciler.apply.context import ApplyContext, UseCaseRun
-from reconciler.apply.journal import Cause, OperationStatus
+from reconciler.apply.journal import Cause, Journal, OperationStatus
 from reconciler.apply.plan_runner import AlteredPlanError, StalePlanError, apply_plan
 from reconciler.apply.status import use_case_status
 from reconciler.health import Health
@@ -460,3 +461,30 @@ def test_a_rollout_rolled_back_from_outside_drops_the_control_it_did_not_obey(
     ended = world.journal.rollout(USE_CASE)
     assert ended is not None and ended.phase is Phase.ROLLED_BACK
     assert world.journal.pending_control(USE_CASE) is None
+
+
+def test_a_journal_failing_for_one_use_case_ends_only_that_one(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    """Outside any change (the journal's own writes): still one use case's failure."""
+
+    class FailingJournal(Journal):
+        def start(self, use_case: str, digest: str, action: str, change_index: int) -> int:
+            if use_case == "story-generation":
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().start(use_case, digest, action, change_index)
+
+    served_traffic(never_fails)
+    observed = observe(world.desired, world.registry, world.traffic)
+    plan = diff(world.desired, observed, only=[USE_CASE, "story-generation"])
+    context = dataclasses.replace(
+        world.context(), journal=FailingJournal(world.journal.path, clock=world.clock)
+    )
+
+    result = apply_plan(plan, context, parallelism=2)
+
+    outcomes = {o.use_case: o for o in result.outcomes}
+    assert outcomes[USE_CASE].health is Health.HEALTHY
+    broken = outcomes["story-generation"]
+    assert broken.health is Health.DEGRADED
+    assert "internal error: OperationalError: disk I/O error" in broken.message
