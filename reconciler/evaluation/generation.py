@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -151,12 +151,14 @@ class ExternalGenerator:
         api_key: str | None,
         generation: Generation,
         timeout_seconds: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.model_id = model_id
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.generation = generation
         self.timeout_seconds = timeout_seconds
+        self.sleep = sleep  # the waits between retries; a test records them instead
 
     @classmethod
     def from_provider(cls, provider: dict[str, Any], generation: Generation) -> ExternalGenerator:
@@ -262,6 +264,7 @@ class ExternalGenerator:
                 wait=wait,
                 retry=tenacity.retry_if_exception_type(_RetryableCallError),
                 reraise=True,
+                sleep=self.sleep,
             ):
                 with attempt:
                     started = time.perf_counter()
