@@ -30,17 +30,15 @@ from tests.plan.worlds import (
     FACTION,
     NPC,
     STORY,
+    Build,
     Expect,
-    World,
+    Expected,
     added,
     champion_deleted,
     converged,
     planned,
     routes,
 )
-
-Build = Callable[[World], World] | None
-Expected = Callable[[UseCaseIdentity], list[Expect]]
 
 NPC_DATA = "desired_state/datasets/npc_dialogue/initial.jsonl"
 
@@ -73,6 +71,12 @@ def npc_base(i: UseCaseIdentity) -> RegisterAfter:
     )
 
 
+def npc_base_beside(i: UseCaseIdentity, *, versions: int) -> list[Expect]:
+    """The base registered into a model that already holds `versions` other versions."""
+    before = RegisterBefore(registered_model=NPC, versions=versions)
+    return [Expect(Action.REGISTER, ReasonCode.NEW_BASE_VERSION, before=before, after=npc_base(i))]
+
+
 REGISTER_CASES: list[tuple[str, str, Build, Expected, str | None]] = [
     (
         "no registered model: create it with the base as its first version",
@@ -85,14 +89,7 @@ REGISTER_CASES: list[tuple[str, str, Build, Expected, str | None]] = [
         "model without the base: register it beside the other versions",
         NPC,
         lambda w: w.version("1", "sha256:other").version("2", "sha256:another"),
-        lambda i: [
-            Expect(
-                Action.REGISTER,
-                ReasonCode.NEW_BASE_VERSION,
-                before=RegisterBefore(registered_model=NPC, versions=2),
-                after=npc_base(i),
-            )
-        ],
+        lambda i: npc_base_beside(i, versions=2),
         None,
     ),
     (
@@ -122,14 +119,7 @@ REGISTER_CASES: list[tuple[str, str, Build, Expected, str | None]] = [
         "a base whose registration failed is registered again",
         NPC,
         lambda w: w.not_ready("1", w.identity.base_key),
-        lambda i: [
-            Expect(
-                Action.REGISTER,
-                ReasonCode.NEW_BASE_VERSION,
-                before=RegisterBefore(registered_model=NPC, versions=1),
-                after=npc_base(i),
-            )
-        ],
+        lambda i: npc_base_beside(i, versions=1),
         None,
     ),
 ]

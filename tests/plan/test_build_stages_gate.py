@@ -27,7 +27,9 @@ from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
 from tests.plan.worlds import (
     NPC,
+    Build,
     Expect,
+    Expected,
     World,
     added,
     champion_deleted,
@@ -38,9 +40,6 @@ from tests.plan.worlds import (
     routes,
     version_of,
 )
-
-Build = Callable[[World], World] | None
-Expected = Callable[[UseCaseIdentity], list[Expect]]
 
 NPC_THRESHOLDS = {
     "behaviorSimilarity": {"min": 0.5},

@@ -27,6 +27,7 @@ from reconciler.spec.model import RolloutStrategy, UseCase
 from tests.plan.worlds import (
     NPC,
     STORY,
+    Build,
     Expect,
     World,
     added,
@@ -43,7 +44,6 @@ from tests.plan.worlds import (
     without_routes,
 )
 
-Build = Callable[[World], World] | None
 NPC_STEPS = [10, 25, 50, 75, 100]
 
 

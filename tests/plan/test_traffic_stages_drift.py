@@ -23,6 +23,7 @@ from reconciler.spec.loader import DesiredState
 from tests.plan.worlds import (
     FACTION,
     NPC,
+    Build,
     Expect,
     World,
     added,
@@ -38,9 +39,6 @@ from tests.plan.worlds import (
     weights_edited_by_hand,
     without_routes,
 )
-
-Build = Callable[[World], World] | None
-
 
 # --- route all traffic to one version -------------------------------------------------------
 

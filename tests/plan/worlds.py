@@ -115,7 +115,7 @@ def plan_for(desired: DesiredState, use_case: str, build: Callable[[World], Worl
 def planned(
     desired: DesiredState,
     name: str,
-    build: Callable[[World], World] | None = None,
+    build: Build = None,
     *,
     use_case: UseCase | None = None,
     identity: UseCaseIdentity | None = None,
@@ -150,6 +150,12 @@ class Expect:
     @classmethod
     def of(cls, change: Change) -> Expect:
         return cls(change.action, change.code, change.before, change.after, change.drift)
+
+
+# How a stage table states a situation (None: nothing registered, no routes) and, from the
+# use case's keys, the changes it expects.
+Build = Callable[[World], World] | None
+Expected = Callable[[UseCaseIdentity], list[Expect]]
 
 
 def added(p: Planned) -> list[Expect]:
