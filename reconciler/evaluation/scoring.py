@@ -76,6 +76,5 @@ def assertion_holds(assertion: Assertion, text: str) -> bool:
     return True
 
 
-
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan

@@ -27,7 +27,6 @@ from reconciler.percentiles import percentile
 VERSION_FAILURE_CODES = frozenset({"upstream_error", "target_unavailable", "no_output"})
 
 
-
 @dataclass(frozen=True)
 class VersionWindow:
     """What one version did in a time window: the inputs of canary analysis."""
