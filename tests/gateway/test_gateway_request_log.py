@@ -155,4 +155,3 @@ def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
         log.stop()
     ids = {e.id for e in read_exchanges(tmp_path / "requests.db", "npc", since=0)}
     assert ids == {"recent", "new"}
-

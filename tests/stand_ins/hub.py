@@ -6,7 +6,7 @@ Answers what `huggingface_hub` asks, as the Hub does:
   sorted, paged `page_size` at a time with a `Link: <...>; rel="next"` header;
 - `GET /api/models/{id}[/revision/{rev}]`: model info with `sha`, `lastModified`, `cardData`
   (license, pipeline tag, model-index), `safetensors` ({dtype: count}, total), downloads,
-  likes, gated, siblings;
+  likes, gated, siblings - after any `info_answers` a test queued (429, gated 403, ...);
 - `GET /api/models/{id}/tree/{rev}` and `HEAD|GET /{id}/resolve/{rev}/{file}` for the files of
   models that have them (the pre-evaluation downloads a candidate's pinned revision).
 
@@ -41,6 +41,9 @@ class HubModel:
     gated: bool | str = False
     benchmark: float | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    # Answers `GET /api/models/{id}` gives before the model info, one per request:
+    # (status, headers), e.g. a 429 with Retry-After, or a gated repository's 403.
+    info_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
     @property
     def author(self) -> str:
@@ -118,6 +121,9 @@ class HubHandler:
             if model is None:
                 return _error("RepoNotFound", "Repository not found")
             rest = parts[2:]
+            if not rest and model.info_answers:
+                status, headers = model.info_answers.pop(0)
+                return json_response({"error": headers.get("X-Error-Message", "")}, status, headers)
             if not rest:
                 return json_response(model.info())
             if rest[0] == "revision" and len(rest) >= 2:

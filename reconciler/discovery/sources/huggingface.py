@@ -10,11 +10,15 @@ offline, the source is skipped with one line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from reconciler.discovery.candidate import Candidate, SourceKind
+from reconciler.discovery.candidate import Candidate, PassedOver, SourceKind
 from reconciler.discovery.memory import bytes_per_parameter_from_counts
+from reconciler.discovery.retries import RetryPolicy
 from reconciler.discovery.sources import SourceUnavailableError
+from reconciler.discovery.sources.hub_client import call_hub, governed
+from reconciler.settings import redact_uri
 from reconciler.spec.discovery import HuggingFaceSource
 
 _INFO_FIELDS = [
@@ -32,8 +36,9 @@ _INFO_FIELDS = [
 
 
 class HuggingFaceHubSource:
-    def __init__(self, config: HuggingFaceSource) -> None:
+    def __init__(self, config: HuggingFaceSource, *, policy: RetryPolicy) -> None:
         self.config = config
+        self.policy = policy
 
     @property
     def description(self) -> str:
@@ -48,33 +53,45 @@ class HuggingFaceHubSource:
         ]
         return f"huggingface ({', '.join(filters) or 'all models'})"
 
-    def candidates(self) -> list[Candidate]:
+    def candidates(self) -> Sequence[Candidate | PassedOver]:
         from huggingface_hub import HfApi, constants
 
         if constants.is_offline_mode():
             raise SourceUnavailableError("HF_HUB_OFFLINE is set: the Hub is not asked")
         api = HfApi()
         config = self.config
-        try:
-            listed = list(
-                api.list_models(
-                    author=config.author,
-                    search=config.search,
-                    pipeline_tag=config.pipeline_tag,
-                    sort="downloads",
-                    limit=config.limit,
+        endpoint = redact_uri(constants.ENDPOINT)
+        with governed():
+            try:
+                listed = call_hub(
+                    lambda: list(
+                        api.list_models(
+                            author=config.author,
+                            search=config.search,
+                            pipeline_tag=config.pipeline_tag,
+                            sort="downloads",
+                            limit=config.limit,
+                        )
+                    ),
+                    policy=self.policy,
+                    what=f"cannot list models at {endpoint}",
                 )
+            except Exception as exc:
+                raise SourceUnavailableError(
+                    _problem(exc, f"cannot list models at {endpoint}")
+                ) from None
+            return [self._describe(api, model.id) for model in listed]
+
+    def _describe(self, api: Any, model_id: str) -> Candidate | PassedOver:
+        try:
+            info = call_hub(
+                lambda: api.model_info(model_id, expand=_INFO_FIELDS),
+                policy=self.policy,
+                what="model info",
             )
         except Exception as exc:
-            raise SourceUnavailableError(_reason(exc, constants.ENDPOINT)) from None
-        found = []
-        for listed_model in listed:
-            try:
-                info = api.model_info(listed_model.id, expand=_INFO_FIELDS)  # type: ignore[arg-type]
-            except Exception as exc:
-                raise SourceUnavailableError(_reason(exc, constants.ENDPOINT)) from None
-            found.append(_candidate(info, min_downloads=config.min_downloads))
-        return found
+            return PassedOver(model_id, _problem(exc, "model info"))
+        return _candidate(info, min_downloads=self.config.min_downloads)
 
 
 def _candidate(info: Any, *, min_downloads: int) -> Candidate:
@@ -126,9 +143,18 @@ def card_quality(card: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _reason(exc: Exception, endpoint: str) -> str:
-    from reconciler.settings import redact_uri
+def _problem(exc: Exception, what: str) -> str:
+    """One line: what failed and why (HTTP status and the library's error name), no URL's
+    credentials; the retry policy's own message as it is."""
+    from reconciler.discovery.retries import UnreachableError
 
+    if isinstance(exc, UnreachableError):  # "{what}: HTTP 429 after 4 attempts"
+        return str(exc)
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    what = f"HTTP {status}" if status else type(exc).__name__
-    return f"cannot list models at {redact_uri(endpoint)}: {what}"
+    name = type(exc).__name__
+    if status:
+        why = f"HTTP {status}" + (f" ({name})" if name != "HfHubHTTPError" else "")
+    else:
+        first = str(exc).strip().splitlines()
+        why = redact_uri(first[0][:200]) if first else name
+    return f"{what}: {why}"
