@@ -35,6 +35,7 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_wait: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)  # each attempt's
 
     def delay(self, attempt: int) -> float:
         return float(min(self.base_delay * (2**attempt), self.max_wait))

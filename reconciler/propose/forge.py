@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.discovery.retries import DEFAULT_TIMEOUT, RetryPolicy, request_with_retries
+from reconciler.discovery.retries import RetryPolicy, request_with_retries
 from reconciler.errors import ReconcilerError
 from reconciler.settings import redact_uri
 
@@ -149,7 +149,7 @@ class GitHubForge:
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
         self._client = httpx.Client(
-            base_url=settings.api_url, headers=headers, timeout=DEFAULT_TIMEOUT
+            base_url=settings.api_url, headers=headers, timeout=self.policy.timeout
         )
         self._prefix = f"/repos/{settings.repository}"
 

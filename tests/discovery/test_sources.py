@@ -8,6 +8,7 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciler.discovery.candidate import SourceKind
@@ -190,6 +191,30 @@ def test_a_hub_throttling_beyond_the_limit_is_skipped_at_once(
         f"cannot list models at {hub.url}: rate limited; the server asks to retry after 3600s"
     )
     assert sleeps.waits == []
+
+
+def test_a_hub_that_never_answers_times_out_and_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub sends without a timeout by itself: a stalled Hub would hang the job."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        point_client_at(monkeypatch, url, tmp_path / "hf-cache")
+        sleeps = RecordedSleeps()
+        policy = RetryPolicy(attempts=2, base_delay=0.5, sleep=sleeps, timeout=httpx.Timeout(0.2))
+        hub = build_source(
+            DiscoverySource.model_validate({"huggingface": {"author": "acme"}}),
+            repo=tmp_path,
+            environ={},
+            policy=policy,
+        )
+        reports = scan([hub])
+    assert reports[0].skipped == (
+        f"cannot list models at {url}: no answer in time (ReadTimeout) after 2 attempts"
+    )
+    assert sleeps.waits == [0.5]
 
 
 def test_openai_compatible_reads_openrouter_fields_and_sends_the_key(tmp_path: Path) -> None:

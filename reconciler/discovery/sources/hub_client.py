@@ -4,7 +4,7 @@ Left alone, the library sends Hub API calls with no timeout, and its listing ret
 with real sleeps, honouring any `Retry-After` however long, while `model_info` does not retry
 at all. Inside `governed()` (in this thread only) the Hub client's answers worth retrying
 (429, 5xx) and its connection failures come back as `HubCallError` before the library's own
-backoff sees them, every request gets `DEFAULT_TIMEOUT`, and `call_with_retries` with the
+backoff sees them, every request gets the policy's timeout, and `call_with_retries` with the
 shared `RetryPolicy` decides whether and how long to wait (an injected sleep: tests never
 sleep). Outside it the client behaves exactly as the library's default one.
 
@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
+import httpx
 import httpx2
 
 from reconciler.discovery.retries import (
-    DEFAULT_TIMEOUT,
     RETRY_STATUSES,
     Retry,
     RetryPolicy,
@@ -36,7 +36,8 @@ T = TypeVar("T")
 
 # Statuses huggingface_hub would retry with its own sleeps; 500 is answered, not retried, here.
 _HUB_RETRIED = RETRY_STATUSES | {500}
-_GOVERNED: ContextVar[bool] = ContextVar("hub_calls_governed", default=False)
+# The timeout of each request while governed; None: the library's own behaviour.
+_GOVERNED: ContextVar[httpx.Timeout | None] = ContextVar("hub_calls_governed", default=None)
 _install_lock = threading.Lock()
 _installed = threading.Event()
 
@@ -52,13 +53,14 @@ class HubCallError(Exception):
 
 
 def _governed_request(request: httpx2.Request) -> None:
-    if _GOVERNED.get():
-        request.extensions["timeout"] = DEFAULT_TIMEOUT.as_dict()
+    timeout = _GOVERNED.get()
+    if timeout is not None:
+        request.extensions["timeout"] = timeout.as_dict()
 
 
 def _governed_response(response: httpx2.Response) -> None:
     status = response.status_code
-    if not _GOVERNED.get() or status not in _HUB_RETRIED:
+    if _GOVERNED.get() is None or status not in _HUB_RETRIED:
         return
     response.close()
     problem = f"HTTP {status}"
@@ -76,10 +78,13 @@ class _GovernedTransport(httpx2.BaseTransport):
         self._inner = inner
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        if not _GOVERNED.get():
+        if _GOVERNED.get() is None:
             return self._inner.handle_request(request)
         try:
             return self._inner.handle_request(request)
+        except httpx2.TimeoutException as exc:
+            problem = f"no answer in time ({type(exc).__name__})"
+            raise HubCallError(problem, Retry(problem)) from None
         except httpx2.TransportError as exc:
             problem = f"cannot connect ({type(exc).__name__})"
             raise HubCallError(problem, Retry(problem)) from None
@@ -113,10 +118,11 @@ def _install() -> None:
 
 
 @contextmanager
-def governed() -> Iterator[None]:
-    """Hub calls made in this block (in this thread) answer to `call_hub`'s retry policy."""
+def governed(timeout: httpx.Timeout) -> Iterator[None]:
+    """Hub calls made in this block (in this thread) have `timeout` and answer to
+    `call_hub`'s retry policy."""
     _install()
-    token = _GOVERNED.set(True)
+    token = _GOVERNED.set(timeout)
     try:
         yield
     finally:

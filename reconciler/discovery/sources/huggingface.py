@@ -61,7 +61,7 @@ class HuggingFaceHubSource:
         api = HfApi()
         config = self.config
         endpoint = redact_uri(constants.ENDPOINT)
-        with governed():
+        with governed(self.policy.timeout):
             try:
                 listed = call_hub(
                     lambda: list(
