@@ -139,9 +139,8 @@ def test_hub_429_retry_after_is_honoured_through_the_policy(
         HubModel("acme/npc-small", SHA_A, info_answers=[(429, {"Retry-After": "7"})]),
         HubModel("acme/npc-large", SHA_B, downloads=10),
     ]
-    with serve_hub(models) as hub:
+    with serve_hub(models, listing_answers=[(429, {"Retry-After": "5"})]) as hub:
         point_client_at(monkeypatch, hub.url, tmp_path / "hf-cache")
-        hub.interruptions.append((429, {"Retry-After": "5"}))  # the listing, first
         sleeps = RecordedSleeps()
         reports = scan([source({"huggingface": {"author": "acme"}}, tmp_path, {}, sleeps)])
     assert reports[0].skipped is None and reports[0].passed_over == ()
@@ -182,9 +181,9 @@ def test_a_model_the_hub_will_not_describe_is_passed_over_and_the_others_listed(
 def test_a_hub_throttling_beyond_the_limit_is_skipped_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with serve_hub([HubModel("acme/npc-small", SHA_A)]) as hub:
+    throttled = [(429, {"Retry-After": "3600"})]
+    with serve_hub([HubModel("acme/npc-small", SHA_A)], listing_answers=throttled) as hub:
         point_client_at(monkeypatch, hub.url, tmp_path / "hf-cache")
-        hub.interruptions.append((429, {"Retry-After": "3600"}))
         sleeps = RecordedSleeps()
         reports = scan([source({"huggingface": {"author": "acme"}}, tmp_path, {}, sleeps)])
     assert reports[0].skipped == (

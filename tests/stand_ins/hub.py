@@ -110,9 +110,15 @@ class HubHandler:
         self.models = {m.id: m for m in models}
         self.page_size = page_size
         self.url = ""
+        # Answers the listing gives first, one per request (not `Served.interruptions`: the
+        # client may ask the Hub other things first, such as its agent-harness registry).
+        self.listing_answers: list[tuple[int, dict[str, str]]] = []
 
     def __call__(self, request: Request) -> Response:
         path = request.path
+        if path == "/api/models" and self.listing_answers:
+            status, headers = self.listing_answers.pop(0)
+            return json_response({"error": "stand-in"}, status, headers)
         if path == "/api/models":
             return self._list(request)
         if path.startswith("/api/models/"):
@@ -196,8 +202,13 @@ def _error(code: str, message: str) -> Response:
 
 
 @contextmanager
-def serve_hub(models: list[HubModel], page_size: int = 50) -> Iterator[Served]:
+def serve_hub(
+    models: list[HubModel],
+    page_size: int = 50,
+    listing_answers: list[tuple[int, dict[str, str]]] | None = None,
+) -> Iterator[Served]:
     handler = HubHandler(models, page_size)
+    handler.listing_answers = list(listing_answers or [])
     with serve(handler) as served:
         handler.url = served.url
         yield served
