@@ -10,16 +10,19 @@ offline, the source is skipped with one line.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from reconciler.discovery.candidate import Candidate, PassedOver, SourceKind
 from reconciler.discovery.memory import bytes_per_parameter_from_counts
-from reconciler.discovery.retries import RetryPolicy
+from reconciler.discovery.retries import RetryPolicy, UnreachableError
 from reconciler.discovery.sources import SourceUnavailableError
 from reconciler.discovery.sources.hub_client import call_hub, governed
 from reconciler.settings import redact_uri
 from reconciler.spec.discovery import HuggingFaceSource
+
+log = logging.getLogger(__name__)
 
 _INFO_FIELDS = [
     "sha",
@@ -83,15 +86,18 @@ class HuggingFaceHubSource:
             return [self._describe(api, model.id) for model in listed]
 
     def _describe(self, api: Any, model_id: str) -> Candidate | PassedOver:
+        """One model's candidate, or why it is passed over: a refusal, a lasting failure or
+        a malformed answer for this model does not cost the others their place."""
         try:
             info = call_hub(
                 lambda: api.model_info(model_id, expand=_INFO_FIELDS),
                 policy=self.policy,
                 what="model info",
             )
+            return _candidate(info, min_downloads=self.config.min_downloads)
         except Exception as exc:
+            log.debug("model info for %s failed", model_id, exc_info=True)
             return PassedOver(model_id, _problem(exc, "model info"))
-        return _candidate(info, min_downloads=self.config.min_downloads)
 
 
 def _candidate(info: Any, *, min_downloads: int) -> Candidate:
@@ -146,8 +152,6 @@ def card_quality(card: Any) -> float | None:
 def _problem(exc: Exception, what: str) -> str:
     """One line: what failed and why (HTTP status and the library's error name), no URL's
     credentials; the retry policy's own message as it is."""
-    from reconciler.discovery.retries import UnreachableError
-
     if isinstance(exc, UnreachableError):  # "{what}: HTTP 429 after 4 attempts"
         return str(exc)
     status = getattr(getattr(exc, "response", None), "status_code", None)
