@@ -23,7 +23,7 @@ from reconciler import lineage
 from reconciler.digest import digest_of
 from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
 from reconciler.evaluation.prompts import EvaluationPrompt, evaluation_prompts
-from reconciler.evaluation.result import EvaluationResult, Measurements, judge
+from reconciler.evaluation.result import EvaluationResult, Measurements, TokenUsage, judge
 from reconciler.evaluation.scoring import (
     GuardrailsJudge,
     SafetyJudge,
@@ -191,6 +191,7 @@ def evaluate(
         measurements=measured,
         prompt_count=len(prompts),
         run_id=run_id,
+        token_usage=TokenUsage.mean_of([g.usage for run in candidate_runs for g in run]),
     )
     tracking.set_version_tags(
         name,

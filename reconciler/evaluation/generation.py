@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.evaluation.result import TokenUsage
 from reconciler.prompt_format import render_prompt, turn_stops
 from reconciler.redaction import redact_uri, url_secrets
 from reconciler.spec.model import Generation
@@ -59,6 +60,7 @@ class Generated:
     text: str
     latency_ms: float
     new_tokens: int
+    usage: TokenUsage | None = None  # what a provider reported (its `usage`), if it did
 
 
 class Generator(Protocol):
@@ -277,4 +279,21 @@ class ExternalGenerator:
         text = str(payload["choices"][0]["message"].get("content") or "")
         usage = payload.get("usage") or {}
         tokens = int(usage.get("completion_tokens") or len(text.split()))
-        return Generated(text, elapsed_ms, tokens)
+        return Generated(text, elapsed_ms, tokens, _reported_usage(usage))
+
+
+def _reported_usage(usage: Any) -> TokenUsage | None:
+    """The provider's token counts, when it sent both as numbers."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = _token_count(usage.get("prompt_tokens"))
+    completion = _token_count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return TokenUsage(prompt, completion)
+
+
+def _token_count(value: object) -> float | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
