@@ -377,3 +377,28 @@ def test_rejected(desired: DesiredState, title: str, build: Build, expected: lis
     p = build_stages.rejected(p, version_of(p, "3"), "errorRate 0.2 > 0.01")
     assert added(p) == expected
     assert "errorRate 0.2 > 0.01" in p.changes[0].reason
+
+
+def test_a_champion_whose_key_is_rejected_in_git_is_rolled_back_to_previous(
+    desired: DesiredState,
+) -> None:
+    """Writing the serving version's key into `spec.rejected` asks for its rollback."""
+    use_case = desired.use_case(NPC)
+    entry = RejectedCandidate(
+        key=desired.identities[NPC].target_key,
+        version="3",
+        reason="players report broken quests",
+        at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    edited = use_case.model_copy(
+        update={"spec": use_case.spec.model_copy(update={"rejected": [entry]})}
+    )
+    serving_3 = rejected_3({"champion": "3", "previous": "2"}, (("3", 100),))
+    p = planned(desired, NPC, serving_3, use_case=edited)
+    assert version_of(p, "3").tag(lineage.REJECTED) is None  # nothing in the registry says so
+
+    p, allowed = build_stages.gate(p, version_of(p, "3"))
+
+    assert not allowed
+    assert added(p) == rollback([("3", 100)], "3", None, restore="2", rejected="3")
+    assert "recorded in spec.rejected" in p.changes[0].reason
