@@ -87,9 +87,6 @@ def serve_base_first(p: Planned, base: VersionSnapshot | None) -> Planned:
     if champion is not None and p.exists(champion):
         return p
     label = base.version if base else NEW_BASE
-    candidate = p.find(p.identity.target_key)
-    if candidate is not None and champion == candidate.version:
-        return p
     p = p.add(
         PromoteChange(
             use_case=p.name,
