@@ -22,6 +22,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+MISSING_COMMIT = "0" * 40  # well-formed, so git takes it on trust until it is read
+
+
+def committed(shipped_repo: Path) -> git.Repo:
+    repo = git.Repo.init(shipped_repo, initial_branch="main")
+    repo.git.add(A=True)
+    repo.index.commit("desired state")
+    return repo
+
+
 def test_validate_shipped_state(capsys: pytest.CaptureFixture[str], shipped_repo: Path) -> None:
     code, out, _ = run(capsys, "validate", "--repo", str(shipped_repo))
     assert code == 0
@@ -104,14 +114,51 @@ def test_plan_markdown_and_saved_plan(
 def test_plan_from_git_ref_records_the_commit(
     capsys: pytest.CaptureFixture[str], shipped_repo: Path, isolated_env: dict[str, str]
 ) -> None:
-    repo = git.Repo.init(shipped_repo, initial_branch="main")
-    repo.git.add(A=True)
-    repo.index.commit("desired state")
+    repo = committed(shipped_repo)
     code, out, _ = run(
         capsys, "plan", "--repo", str(shipped_repo), "--ref", "main", "--output", "json"
     )
     assert code == 0
     assert json.loads(out)["source"]["commit"] == repo.head.commit.hexsha
+
+
+def test_validate_a_commit_that_is_not_in_the_repository_is_a_user_error(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    committed(shipped_repo)
+    code, out, err = run(capsys, "validate", "--repo", str(shipped_repo), "--ref", MISSING_COMMIT)
+    assert code == 1
+    assert out == ""
+    assert err == (
+        f"error: unknown git ref '{MISSING_COMMIT}': no commit by that name in the repository "
+        f"at {shipped_repo}\n"
+    )
+
+
+def test_apply_of_a_saved_plan_naming_a_missing_commit_is_a_user_error(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    committed(shipped_repo)
+    saved = tmp_path / "out.plan.json"
+    code, _, _ = run(
+        capsys, "plan", "--repo", str(shipped_repo), "--ref", "main", "--out", str(saved)
+    )
+    assert code == 0
+    document = json.loads(saved.read_text())
+    document["source"]["commit"] = MISSING_COMMIT
+    saved.write_text(json.dumps(document))
+    code, out, err = run(capsys, "apply", str(saved), "--repo", str(shipped_repo), "--auto-approve")
+    assert code == 1
+    assert out == ""
+    assert err == (
+        f"error: cannot read the desired state the saved plan {saved} was made from "
+        f"(unknown git ref '{MISSING_COMMIT}': no commit by that name in the repository "
+        f"at {shipped_repo}); run `reconciler plan` again\n"
+    )
+    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db").exists()
 
 
 def test_plan_one_use_case_and_unknown_use_case(
@@ -259,7 +306,25 @@ def test_pause_with_no_rollout_waits_for_the_next_one(
 ) -> None:
     code, out, _ = run(capsys, "pause", "npc-dialogue", "--repo", str(shipped_repo))
     assert code == 0
-    assert "no rollout is in progress" in out and "next one obeys it" in out
+    assert "no rollout is in progress" in out and "the next one holds" in out
+
+
+@pytest.mark.parametrize("command", ["resume", "abort", "promote"])
+def test_controls_for_one_rollout_are_refused_when_none_runs(
+    capsys: pytest.CaptureFixture[str],
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    command: str,
+) -> None:
+    """Kept for later, a promote would skip the analysis of a candidate nobody has seen."""
+    from reconciler.apply.journal import Journal
+
+    code, _, err = run(capsys, command, "npc-dialogue", "--repo", str(shipped_repo))
+
+    assert code == 1
+    assert "no rollout of npc-dialogue is in progress" in err
+    journal = Journal(Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db")
+    assert journal.pending_control("npc-dialogue") is None
 
 
 def test_history_json_lists_champion_changes_and_judgements(

@@ -15,7 +15,7 @@ from reconciler.apply import aliases
 from reconciler.apply.context import StepResult, UseCaseRun
 from reconciler.apply.journal import Cause
 from reconciler.apply.preconditions import MadeVersions
-from reconciler.apply.rollout_driver import drive_rollout
+from reconciler.apply.rollout_driver import drive_rollout, settle_interrupted_promotion
 from reconciler.errors import ReconcilerError, TemporaryError
 from reconciler.lineage import Alias
 from reconciler.plan.model import (
@@ -96,6 +96,9 @@ def _promote(run: UseCaseRun, change: PromoteChange) -> StepResult:
     aliases.set_aliases(run, {a.value: v for a, v in wanted.items()}, cause=cause)
     if change.drift:
         run.say("drift healed: aliases restored")
+    # Healing a leftover challenger or a champion the record says was moved: what a crash in
+    # the middle of a promotion leaves. The rollout it belonged to is closed here.
+    settle_interrupted_promotion(run)
     return StepResult.DONE
 
 

@@ -31,25 +31,36 @@ def set_aliases(
     cause: Cause,
     detail: str | None = None,
 ) -> None:
-    """Move aliases (None removes one) and record the reconciler's view of them."""
+    """Move aliases (None removes one) and record the reconciler's view of them.
+
+    The record is written first, as a write-ahead intent: a process killed between two moves
+    leaves aliases that differ from the record, which the next plan restores to it - rather
+    than a record that calls the reconciler's own half-done moves the work of a hand.
+    """
     registry = run.context.registry
     model = run.model()
     current = dict(model.aliases) if model else {}
     recorded = dict((model.applied_aliases() if model else None) or {})
-    old_champion = current.get(Alias.CHAMPION.value)
     for alias, version in wanted.items():
         if version is None:
-            if alias in current:
-                registry.delete_alias(run.model_name, alias)
             recorded.pop(alias, None)
         else:
-            if current.get(alias) != version:
-                registry.set_alias(run.model_name, alias, version)
             recorded[alias] = version
     registry.set_model_tag(
         run.model_name, lineage.APPLIED_ALIASES, json.dumps(recorded, sort_keys=True)
     )
-    new_champion = wanted.get(Alias.CHAMPION.value, old_champion)
+    for alias, version in wanted.items():
+        if version is None:
+            if alias in current:
+                registry.delete_alias(run.model_name, alias)
+        elif current.get(alias) != version:
+            registry.set_alias(run.model_name, alias, version)
+    # History is the journal's: a champion is a change when the journal's last champion differs
+    # (the registry's, before there is any history). A move cut short by a crash is recorded
+    # when it is finished, and a champion moved by hand and restored is no change at all.
+    history = run.context.journal.history(run.name)
+    old_champion = history[-1].version if history else current.get(Alias.CHAMPION.value)
+    new_champion = wanted.get(Alias.CHAMPION.value)
     if new_champion is not None and new_champion != old_champion:
         record_champion(run, new_champion, old_champion, cause, detail)
 
@@ -99,16 +110,13 @@ def earned_promotion(run: UseCaseRun, *, candidate: str, champion: str) -> Promo
 def promote(run: UseCaseRun, *, candidate: str, champion: str) -> None:
     """All traffic to `candidate`, which becomes champion; `champion` becomes previous."""
     basis = earned_promotion(run, candidate=candidate, champion=champion)
+    cause = Cause.MANUAL if basis is PromotionBasis.OPERATOR else Cause.COMMIT
     write_routes(run, [Route(candidate, 100)])
-    set_aliases(
-        run,
-        {
-            Alias.CHAMPION.value: candidate,
-            Alias.PREVIOUS.value: champion,
-            Alias.CHALLENGER.value: None,
-        },
-        cause=Cause.MANUAL if basis is PromotionBasis.OPERATOR else Cause.COMMIT,
-    )
+    # The order survives a crash between any two writes: `previous` moves before the champion,
+    # so a rollback target always exists; the challenger alias goes last, so until the
+    # promotion is recorded whole the next plan sees a leftover challenger and finishes it.
+    set_aliases(run, {Alias.PREVIOUS.value: champion, Alias.CHAMPION.value: candidate}, cause=cause)
+    set_aliases(run, {Alias.CHALLENGER.value: None}, cause=cause)
 
 
 def rollback(
@@ -146,4 +154,5 @@ def rollback(
         # is over, and status must not keep calling it in progress.
         ended = rollout.evolve(phase=Phase.ROLLED_BACK, message=f"rolled back: {reason}")
         run.context.journal.save_rollout(ended)
+        run.context.journal.clear_control(run.name)
     run.say(f"rolled back to {restore}; {rejected} rejected: {reason}")

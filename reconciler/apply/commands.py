@@ -187,16 +187,29 @@ def known_use_case(repo: Path, use_case: str) -> DesiredState:
     return desired
 
 
+# A pause may wait for the next rollout (hold it at its first step, as a change freeze would);
+# the others act on one rollout, and kept for a later one they would promote or reject a
+# candidate no operator has seen.
+_NEEDS_A_RUNNING_ROLLOUT = frozenset({Control.PROMOTE, Control.ABORT, Control.RESUME})
+
+
 def request_control(repo: Path, use_case: str, control: Control) -> str:
-    """Ask the running (or next) rollout of `use_case` to pause, resume, abort or promote."""
+    """Ask the running rollout of `use_case` (a pause: or the next) to pause, resume, abort
+    or promote. A control not obeyed by the time its rollout ends is dropped with it."""
     known_use_case(repo, use_case)
     store = journal()
     rollout = store.rollout(use_case)
+    running = rollout is not None and rollout.active
+    if not running and control in _NEEDS_A_RUNNING_ROLLOUT:
+        raise ReconcilerError(
+            f"no rollout of {use_case} is in progress: {control.value} acts on a running "
+            "rollout only (see `reconciler status`)"
+        )
     store.request(use_case, control)
-    if rollout is None or not rollout.active:
+    if rollout is None or not running:
         return (
-            f"{control.value} requested for {use_case}; no rollout is in progress, so the "
-            "next one obeys it when it starts"
+            f"pause requested for {use_case}; no rollout is in progress, so the next one "
+            "holds at its first step until `reconciler resume`"
         )
     return (
         f"{control.value} requested for {use_case}; the rollout of {rollout.candidate} "

@@ -84,6 +84,24 @@ def drive_rollout(
     return _RESULTS.get(state.phase, StepResult.PROGRESSING)
 
 
+def settle_interrupted_promotion(run: UseCaseRun) -> None:
+    """Close a rollout whose promotion a crash cut short, once its writes are complete.
+
+    The plan shows such a promotion as a leftover challenger alias or a champion the record
+    says was moved; after that change the machine finishes the promotion it had earned and
+    records the rollout as succeeded (with its event), instead of it staying `Promoting`.
+    """
+    state = run.context.journal.rollout(run.name)
+    if state is None or state.phase is not Phase.PROMOTING or state.digest != run.identity.digest:
+        return
+    for _ in range(_MAX_IMMEDIATE_STEPS):
+        result = _step(run, state)
+        state = result.state
+        if result.requeue_after != 0:
+            return
+    raise RolloutStuckError(f"the promotion of {state.candidate} does not take effect")
+
+
 def _wait(run: UseCaseRun, seconds: float) -> None:
     """Wait until the machine wants to be called again, or an operator asks something."""
     clock, journal = run.context.clock, run.context.journal
@@ -148,6 +166,9 @@ def _step(run: UseCaseRun, state: RolloutState) -> Advance:
     result = advance(state, observed)
     if result.state != state or result.judgement is not None:
         context.journal.save_rollout(result.state, result.judgement)
+    if state.active and not result.state.active:
+        # A control this rollout did not obey ends with it: never one for the next candidate.
+        context.journal.clear_control(run.name)
     if result.judgement is not None:
         judgement = result.judgement
         details = "; ".join(m.describe() for m in judgement.analysis.measurements)

@@ -169,7 +169,9 @@ def _health(
         return Health.MISSING, "no live routes: the gateway cannot answer for this use case"
     if unservable:
         return Health.DEGRADED, "; ".join(unservable)
-    if rollout is not None and rollout.active:
+    # An active rollout with nothing left to apply was interrupted after its last write (the
+    # registry and routes already say it is over): it is not in progress.
+    if rollout is not None and rollout.active and pending:
         if rollout.phase is Phase.PAUSED:
             return Health.SUSPENDED, f"rollout paused: {rollout.message}"
         return Health.PROGRESSING, f"rollout {rollout.phase.value.lower()}: {rollout.message}"

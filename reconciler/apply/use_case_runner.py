@@ -50,7 +50,17 @@ def _describe(error: BaseException) -> str:
 
 
 def apply_use_case(context: ApplyContext, changes: list[Change]) -> UseCaseOutcome:
+    """Apply one use case's changes; whatever goes wrong ends this use case only."""
     name = changes[0].use_case
+    try:
+        return _apply_changes(context, name, changes)
+    except Exception as exc:  # outside a change: the journal, the registry read before them
+        if not isinstance(exc, ReconcilerError):
+            log.exception("applying %s failed", name)
+        return UseCaseOutcome(name, Health.DEGRADED, _describe(exc), retryable=is_temporary(exc))
+
+
+def _apply_changes(context: ApplyContext, name: str, changes: list[Change]) -> UseCaseOutcome:
     use_case = context.desired.use_case(name)
     run = UseCaseRun(context, use_case, context.desired.identities[name])
     digest = run.identity.digest

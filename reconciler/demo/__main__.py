@@ -37,7 +37,9 @@ TINY_MODEL = Path("models/tiny-base")
 DEMO_CONNECTIONS = {"npc-dialogue": 6, "faction-decision": 4, "story-generation": 2}
 
 
-MAX_ROUNDS = 4
+# A rollout paused for lack of traffic is applied again, as a controller would, for as long as
+# each round moves it on; this many rounds in a row at the same step end the demo with the cause.
+MAX_ROUNDS_WITHOUT_PROGRESS = 3
 _STARTED = time.monotonic()
 
 
@@ -64,8 +66,9 @@ def _converge_one(repo: Path, name: str, time_scale: float) -> int:
     from reconciler.apply.commands import collect_status, run_apply
     from reconciler.health import Health
 
-    code = 0
-    for round_ in range(1, MAX_ROUNDS + 1):
+    round_, stalled, last_stage = 0, 0, None
+    while True:
+        round_ += 1
         _say(f"apply {name}" if round_ == 1 else f"apply {name} again (round {round_})")
         code = run_apply(
             planfile=None,
@@ -77,11 +80,21 @@ def _converge_one(repo: Path, name: str, time_scale: float) -> int:
             time_scale=time_scale,
             interactive=False,
         )
-        health = {s.name: s.health for s in collect_status(repo, None)}
-        if code != 0 or health.get(name) is not Health.SUSPENDED:
-            break
-        print(f"{name}: paused for lack of traffic; applying again")
-    return code
+        status = next(s for s in collect_status(repo, None) if s.name == name)
+        if code != 0 or status.health is not Health.SUSPENDED:
+            return code
+        rollout = status.as_json().get("rollout")
+        stage = rollout.get("stage") if isinstance(rollout, dict) else None
+        stalled = stalled + 1 if stage == last_stage else 1
+        last_stage = stage
+        if stalled >= MAX_ROUNDS_WITHOUT_PROGRESS:
+            print(
+                f"{name}: still paused at {stage} after {stalled} rounds without new "
+                f"evidence: {status.message}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{name}: paused at {stage} for lack of traffic; applying again")
 
 
 def _report_players(players: Players) -> None:

@@ -95,9 +95,23 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class PassedOver:
+    """A model a source lists but could not describe (gated, gone, refused): one line why."""
+
+    id: str
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.id}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class SourceReport:
-    """What one source returned: candidates, or why it was skipped (one line, no traceback)."""
+    """What one source returned: candidates, or why it was skipped (one line, no traceback),
+    and the models it passed over while the others were still listed."""
 
     source: str  # e.g. "huggingface (author=acme)"
     candidates: tuple[Candidate, ...] = ()
     skipped: str | None = None
+    passed_over: tuple[PassedOver, ...] = ()

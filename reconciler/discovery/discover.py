@@ -87,6 +87,7 @@ class UseCaseDiscovery:
                     "source": r.source,
                     "candidates": len(r.candidates),
                     "skipped": r.skipped,
+                    "passed_over": [p.line for p in r.passed_over],
                 }
                 for r in self.sources
             ],

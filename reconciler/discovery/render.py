@@ -47,6 +47,8 @@ def render_table(results: Sequence[UseCaseDiscovery]) -> str:
         for report in result.sources:
             if report.skipped:
                 lines.append(f"  ! source {report.source} skipped: {report.skipped}")
+            for passed in report.passed_over:
+                lines.append(f"  ! source {report.source} passed over {passed.line}")
         lines.append(_row("=", result.current) + "  (current base)")
         if not result.candidates:
             lines.append("    no candidates found")

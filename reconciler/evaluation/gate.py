@@ -23,17 +23,17 @@ from reconciler import lineage
 from reconciler.digest import digest_of
 from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
 from reconciler.evaluation.prompts import EvaluationPrompt, evaluation_prompts
-from reconciler.evaluation.result import EvaluationResult, Measurements, judge
+from reconciler.evaluation.result import EvaluationResult, Measurements, TokenUsage, judge
 from reconciler.evaluation.scoring import (
     GuardrailsJudge,
     SafetyJudge,
     assertion_holds,
     mean,
     pairwise_similarity,
-    percentile,
 )
 from reconciler.guardrails.embeddings import Embedder, default_embedder
 from reconciler.model_loading import fitting_length, load_causal_lm
+from reconciler.percentiles import percentile
 from reconciler.registry.version_files import locate_model_folders
 from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
@@ -144,8 +144,8 @@ def evaluate(
         reference_similarity=mean(reference_scores) if reference_scores else None,
         safety_pass_rate=1.0 - mean([float(f) for f in flags]),
         assertion_pass_rate=mean([float(c) for c in checks]) if checks else None,
-        latency_p50_ms=percentile(latencies, 0.5),
-        latency_p95_ms=percentile(latencies, 0.95),
+        latency_p50_ms=_or_nan(percentile(latencies, 0.5)),
+        latency_p95_ms=_or_nan(percentile(latencies, 0.95)),
         tokens_per_second=tokens / seconds if seconds > 0 else math.nan,
         validation_loss=validation_loss,
         validation_perplexity=perplexity(validation_loss) if validation_loss is not None else None,
@@ -191,6 +191,7 @@ def evaluate(
         measurements=measured,
         prompt_count=len(prompts),
         run_id=run_id,
+        token_usage=TokenUsage.mean_of([g.usage for run in candidate_runs for g in run]),
     )
     tracking.set_version_tags(
         name,
@@ -299,3 +300,8 @@ def _log_evaluation(
     run.set_tags({lineage.EVALUATION_VERDICT: verdict})
     run.log_table(table, "evaluation/per_output.json")
     run.log_dict({"verdict": verdict, "failures": list(failures)}, "evaluation/verdict.json")
+
+
+def _or_nan(value: float | None) -> float:
+    # Measurements keep NaN for "nothing measured": the judge treats it as a failed threshold.
+    return math.nan if value is None else value

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.evaluation.result import TokenUsage
 from reconciler.prompt_format import render_prompt, turn_stops
 from reconciler.redaction import redact_uri, url_secrets
 from reconciler.spec.model import Generation
@@ -59,6 +60,7 @@ class Generated:
     text: str
     latency_ms: float
     new_tokens: int
+    usage: TokenUsage | None = None  # what a provider reported (its `usage`), if it did
 
 
 class Generator(Protocol):
@@ -151,12 +153,14 @@ class ExternalGenerator:
         api_key: str | None,
         generation: Generation,
         timeout_seconds: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.model_id = model_id
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.generation = generation
         self.timeout_seconds = timeout_seconds
+        self.sleep = sleep  # the waits between retries; a test records them instead
 
     @classmethod
     def from_provider(cls, provider: dict[str, Any], generation: Generation) -> ExternalGenerator:
@@ -262,6 +266,7 @@ class ExternalGenerator:
                 wait=wait,
                 retry=tenacity.retry_if_exception_type(_RetryableCallError),
                 reraise=True,
+                sleep=self.sleep,
             ):
                 with attempt:
                     started = time.perf_counter()
@@ -274,4 +279,21 @@ class ExternalGenerator:
         text = str(payload["choices"][0]["message"].get("content") or "")
         usage = payload.get("usage") or {}
         tokens = int(usage.get("completion_tokens") or len(text.split()))
-        return Generated(text, elapsed_ms, tokens)
+        return Generated(text, elapsed_ms, tokens, _reported_usage(usage))
+
+
+def _reported_usage(usage: Any) -> TokenUsage | None:
+    """The provider's token counts, when it sent both as numbers."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = _token_count(usage.get("prompt_tokens"))
+    completion = _token_count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return TokenUsage(prompt, completion)
+
+
+def _token_count(value: object) -> float | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None

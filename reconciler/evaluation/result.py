@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.lineage import Verdict
 from reconciler.spec.model import EvaluationThresholds
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens per request as the provider reported them (an OpenAI-compatible `usage`)."""
+
+    prompt_tokens: float
+    completion_tokens: float
+    requests: int = 1
+
+    @classmethod
+    def mean_of(cls, usages: Sequence[TokenUsage | None]) -> TokenUsage | None:
+        """The mean per request over `usages`; None unless every request reported its usage."""
+        reported = [u for u in usages if u is not None]
+        if not reported or len(reported) != len(usages):
+            return None
+        requests = sum(u.requests for u in reported)
+        return cls(
+            prompt_tokens=sum(u.prompt_tokens * u.requests for u in reported) / requests,
+            completion_tokens=sum(u.completion_tokens * u.requests for u in reported) / requests,
+            requests=requests,
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,8 @@ class EvaluationResult:
     measurements: Measurements
     prompt_count: int
     run_id: str
+    # Per request, as an external provider reported it; None for a self-hosted model.
+    token_usage: TokenUsage | None = None
 
     @property
     def passed(self) -> bool:

@@ -76,14 +76,5 @@ def assertion_holds(assertion: Assertion, text: str) -> bool:
     return True
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan

@@ -9,7 +9,6 @@ reached a player, so it must not be mistaken for a canary's live behaviour.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.gateway.request_log import RequestStatus, connect
+from reconciler.percentiles import percentile
 
 # Failures of the version itself: its backend raised or timed out (`upstream_error`), it
 # could not be loaded or reached (`target_unavailable`), or it produced no answer
@@ -25,14 +25,6 @@ from reconciler.gateway.request_log import RequestStatus, connect
 # down) is the gateway's, and a client's mistake is a 4xx that is never logged as an error;
 # neither says anything about the version. Rows of schema 1 carry no code and count.
 VERSION_FAILURE_CODES = frozenset({"upstream_error", "target_unavailable", "no_output"})
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of already sorted values; None when there are none."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,6 @@ def window_metrics(
             violations[version] = violations.get(version, 0) + violated
     windows = {}
     for version, values in sorted(latencies.items()):
-        values.sort()
         windows[version] = VersionWindow(
             version=version,
             requests=len(values),

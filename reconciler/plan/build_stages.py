@@ -87,9 +87,6 @@ def serve_base_first(p: Planned, base: VersionSnapshot | None) -> Planned:
     if champion is not None and p.exists(champion):
         return p
     label = base.version if base else NEW_BASE
-    candidate = p.find(p.identity.target_key)
-    if candidate is not None and champion == candidate.version:
-        return p
     p = p.add(
         PromoteChange(
             use_case=p.name,
@@ -166,10 +163,11 @@ def evaluate(p: Planned, candidate: VersionSnapshot | None, stale: str | None = 
 def gate(p: Planned, candidate: VersionSnapshot) -> tuple[Planned, bool]:
     """Whether the existing candidate may roll out; plans evaluation or a rollback if not."""
     version = candidate.version
-    rejection = rejection_of(p, candidate)
+    # Rejected in the registry for this desired state, or in git for good: a champion too
+    # (a rejection written into `spec.rejected` by hand is a request to roll it back).
+    rejection = rejection_of(p, candidate) or rejected_in_git(p, candidate)
     if p.alias(Alias.CHAMPION) == version and rejection is None:
         return p, True  # already serving: the gate is for promotion only
-    rejection = rejection or rejected_in_git(p, candidate)
     if rejection is not None:
         return rejected(p, candidate, rejection), False
     verdict = candidate.tag(lineage.EVALUATION_VERDICT)

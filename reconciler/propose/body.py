@@ -149,12 +149,15 @@ def evidence_table(evidence: Evidence) -> str:
         )
     memory = f"{evidence.memory_gib:.2f} GiB" if evidence.memory_gib is not None else "?"
     lines.append(f"| estimated serving memory | {memory} | - | - | - |")
-    if evidence.cost_per_1k_requests is not None:
+    cost = evidence.cost
+    if cost is not None:
+        kind = "measured" if cost.measured else "estimate"
         lines.append(
-            f"| cost per 1,000 requests (USD, estimate) | {evidence.cost_per_1k_requests:.4f} "
-            "| - | - | - |"
+            f"| cost per 1,000 requests (USD, {kind}) | {cost.per_1k_requests:.4f} | - | - | - |"
         )
     lines += ["", f"**Verdict: {evidence.verdict}** - " + "; ".join(evidence.reasons)]
+    if cost is not None:
+        lines += ["", f"Cost basis: {cost.basis}."]
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from reconciler import lineage
 from reconciler.discovery.acceptable import identity_of, with_preferred
 from reconciler.discovery.candidate import Candidate
 from reconciler.discovery.memory import estimated_memory_gib
+from reconciler.evaluation.result import TokenUsage
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
@@ -33,6 +34,16 @@ from reconciler.spec.model import UseCase
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # Characters per token, for a price estimate only (the usual English figure).
 CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """US dollars per 1,000 requests at the provider's prices, and what the tokens came from:
+    the usage the provider reported during the pre-evaluation (`measured`), or an estimate."""
+
+    per_1k_requests: float
+    measured: bool
+    basis: str
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class Evidence:
     champion_figures: Mapping[str, float]
     thresholds: Mapping[str, Mapping[str, float]]
     memory_gib: float | None
-    cost_per_1k_requests: float | None
+    cost: Cost | None
 
     @property
     def passed(self) -> bool:
@@ -66,7 +77,7 @@ def skipped(candidate: Candidate, use_case: UseCase, desired: DesiredState) -> E
         champion_figures={},
         thresholds=_thresholds(use_case),
         memory_gib=estimated_memory_gib(candidate.parameters, candidate.bytes_per_parameter),
-        cost_per_1k_requests=cost_per_1k_requests(candidate, use_case, desired),
+        cost=cost_per_1k_requests(candidate, use_case, desired),
     )
 
 
@@ -78,13 +89,29 @@ def _thresholds(use_case: UseCase) -> dict[str, dict[str, float]]:
 
 
 def cost_per_1k_requests(
-    candidate: Candidate, use_case: UseCase, desired: DesiredState
-) -> float | None:
-    """US dollars per 1,000 requests at the provider's prices: prompt tokens estimated from the
-    evaluation prompts (characters / 4, system prompt included), completion tokens at the use
-    case's maxNewTokens (an upper bound)."""
+    candidate: Candidate,
+    use_case: UseCase,
+    desired: DesiredState,
+    measured: TokenUsage | None = None,
+) -> Cost | None:
+    """US dollars per 1,000 requests at the provider's prices.
+
+    From the tokens the provider reported per request during the pre-evaluation when it did;
+    otherwise an estimate, labelled so: prompt tokens from the evaluation prompts (characters
+    / 4, system prompt included), completion tokens at the use case's maxNewTokens (an upper
+    bound)."""
     if candidate.pricing is None:
         return None
+    if measured is not None:
+        per_request = candidate.pricing.cost_per_request(
+            measured.prompt_tokens, measured.completion_tokens
+        )
+        basis = (
+            f"measured: {measured.prompt_tokens:.1f} prompt + "
+            f"{measured.completion_tokens:.1f} completion tokens per request, as the provider "
+            f"reported over {measured.requests} requests"
+        )
+        return Cost(1000 * per_request, measured=True, basis=basis)
     from reconciler.evaluation.prompts import dataset_prompts
 
     path = use_case.spec.evaluation.prompts
@@ -93,10 +120,13 @@ def cost_per_1k_requests(
         return None
     system = len(use_case.spec.generation.system_prompt)
     mean_chars = sum(len(p.prompt) + system for p in prompts) / len(prompts)
-    per_request = candidate.pricing.cost_per_request(
-        mean_chars / CHARS_PER_TOKEN, float(use_case.spec.generation.max_new_tokens)
+    max_new = use_case.spec.generation.max_new_tokens
+    per_request = candidate.pricing.cost_per_request(mean_chars / CHARS_PER_TOKEN, float(max_new))
+    basis = (
+        f"estimate: prompt tokens as characters / {CHARS_PER_TOKEN:g}, completion at "
+        f"maxNewTokens ({max_new}); no measured usage"
     )
-    return 1000 * per_request
+    return Cost(1000 * per_request, measured=False, basis=basis)
 
 
 def _figures(result: Any) -> dict[str, float]:
@@ -123,7 +153,6 @@ def pre_evaluate(
     proposed = with_preferred(use_case, entry)
     identity = identity_of(proposed, desired)
     memory = estimated_memory_gib(candidate.parameters, candidate.bytes_per_parameter)
-    cost = cost_per_1k_requests(candidate, use_case, desired)
     with (
         _mlflow_pointing_back(),
         tempfile.TemporaryDirectory(prefix="reconciler-pre-evaluation-") as tmp,
@@ -178,7 +207,7 @@ def pre_evaluate(
         champion_figures=_figures(champion_result) if champion_result else {},
         thresholds=_thresholds(use_case),
         memory_gib=memory,
-        cost_per_1k_requests=cost,
+        cost=cost_per_1k_requests(candidate, use_case, desired, result.token_usage),
     )
 
 
@@ -241,5 +270,5 @@ def failed_to_run(
         champion_figures={},
         thresholds=_thresholds(use_case),
         memory_gib=estimated_memory_gib(candidate.parameters, candidate.bytes_per_parameter),
-        cost_per_1k_requests=cost_per_1k_requests(candidate, use_case, desired),
+        cost=cost_per_1k_requests(candidate, use_case, desired),
     )

@@ -1,6 +1,7 @@
 """The forge adapter: GitHub's REST API through httpx - pull requests, issues, comments, labels.
 
 Configured as GitHub Actions configures its steps: `GITHUB_API_URL` (default the public API),
+`GITHUB_SERVER_URL` (the git host the token belongs to; default derived from the API URL),
 `GITHUB_TOKEN`, `GITHUB_REPOSITORY=owner/name` (else derived from the `origin` remote). The
 token goes in the Authorization header only; it is never part of a URL, a message or an error,
 and a refusal says which variable to check instead. Requests share the discovery adapters'
@@ -13,15 +14,17 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.discovery.retries import DEFAULT_TIMEOUT, RetryPolicy, request_with_retries
+from reconciler.discovery.retries import RetryPolicy, request_with_retries
 from reconciler.errors import ReconcilerError
 from reconciler.settings import redact_uri
 
 DEFAULT_API_URL = "https://api.github.com"
 API_URL_ENV = "GITHUB_API_URL"
+SERVER_URL_ENV = "GITHUB_SERVER_URL"
 TOKEN_ENV = "GITHUB_TOKEN"
 REPOSITORY_ENV = "GITHUB_REPOSITORY"
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -62,14 +65,32 @@ def repository_from_remote(url: str) -> str | None:
     return match.group("repo") if match else None
 
 
+def server_url_for(api_url: str, environ: Mapping[str, str]) -> str:
+    """The git host the token belongs to: GITHUB_SERVER_URL, else the API's host as GitHub lays
+    it out (`https://api.github.com` -> `https://github.com`, Enterprise Server's
+    `https://host/api/v3` -> `https://host`, anything else its own scheme, host and port)."""
+    configured = (environ.get(SERVER_URL_ENV) or "").strip().rstrip("/")
+    if configured:
+        return configured
+    parts = urlsplit(api_url)
+    host = parts.netloc.rpartition("@")[2]
+    if host.startswith("api.") and parts.path.strip("/") == "":
+        host = host.removeprefix("api.")
+    return f"{parts.scheme}://{host}"
+
+
 @dataclass(frozen=True)
 class ForgeSettings:
     api_url: str
     token: str | None
     repository: str
+    server_url: str = "https://github.com"
 
     def __repr__(self) -> str:  # the token is never shown
-        return f"ForgeSettings(api_url={self.api_url!r}, repository={self.repository!r})"
+        return (
+            f"ForgeSettings(api_url={self.api_url!r}, repository={self.repository!r}, "
+            f"server_url={self.server_url!r})"
+        )
 
     @classmethod
     def from_environment(
@@ -83,10 +104,12 @@ class ForgeSettings:
                 f"set {REPOSITORY_ENV}=owner/name (the origin remote does not name a GitHub "
                 "repository)"
             )
+        api_url = (environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
         return cls(
-            api_url=(environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/"),
+            api_url=api_url,
             token=environ.get(TOKEN_ENV) or None,
             repository=repository,
+            server_url=server_url_for(api_url, environ),
         )
 
 
@@ -126,7 +149,7 @@ class GitHubForge:
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
         self._client = httpx.Client(
-            base_url=settings.api_url, headers=headers, timeout=DEFAULT_TIMEOUT
+            base_url=settings.api_url, headers=headers, timeout=self.policy.timeout
         )
         self._prefix = f"/repos/{settings.repository}"
 

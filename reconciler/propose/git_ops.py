@@ -8,7 +8,9 @@ pushed and the pull request is not touched.
 
 The token reaches git as an HTTP header through `GIT_CONFIG_*` environment variables (what
 actions/checkout does with `persist-credentials: false` turned around): never in the remote
-URL, the command line, the repository's config or the commit.
+URL, the command line, the repository's config or the commit. Like actions/checkout, the
+header is scoped to the GitHub server the token belongs to (`GITHUB_SERVER_URL`), and it is
+not configured at all when `origin` points to another host: a token is never sent elsewhere.
 """
 
 from __future__ import annotations
@@ -39,14 +41,27 @@ class Published:
     pushed: bool  # False: the remote branch already held this change
 
 
-def _auth_environment(remote_url: str, token: str | None) -> dict[str, str]:
-    parts = urlsplit(remote_url)
-    if not token or parts.scheme not in ("http", "https"):
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return (parts.scheme, parts.hostname.lower(), parts.port or _DEFAULT_PORTS[parts.scheme])
+
+
+def auth_environment(remote_url: str, token: str | None, server_url: str) -> dict[str, str]:
+    """git configuration (as environment) that sends `token` to `server_url` and nowhere else;
+    empty when the remote is not on that server."""
+    server = _origin(server_url)
+    if not token or server is None or _origin(remote_url) != server:
         return {}
+    scheme, host, port = server
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     return {
         "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraheader",
+        "GIT_CONFIG_KEY_0": f"http.{scheme}://{host}:{port}/.extraheader",
         "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
         "GIT_TERMINAL_PROMPT": "0",
     }
@@ -79,9 +94,9 @@ class GitRepository:
         return environ.get("GITHUB_REF_NAME") or "main"
 
     @contextmanager
-    def _credentials(self, token: str | None) -> Iterator[None]:
+    def _credentials(self, token: str | None, server_url: str) -> Iterator[None]:
         url = self.remote_url() or ""
-        with self._repo.git.custom_environment(**_auth_environment(url, token)):
+        with self._repo.git.custom_environment(**auth_environment(url, token, server_url)):
             yield
 
     def _remote_commit(self, branch: str) -> str | None:
@@ -95,9 +110,11 @@ class GitRepository:
         message: str,
         *,
         token: str | None,
+        server_url: str,
         environ: Mapping[str, str],
     ) -> Published:
-        """Commit `files` (repository path -> text) on top of HEAD as `branch`, and push it."""
+        """Commit `files` (repository path -> text) on top of HEAD as `branch`, and push it;
+        `token` goes only to `server_url` (the GitHub server it belongs to)."""
         import git
 
         base = self._repo.head.commit
@@ -113,7 +130,10 @@ class GitRepository:
         email = environ.get("GIT_AUTHOR_EMAIL") or DEFAULT_AUTHOR[1]
         actor = git.Actor(name, email)
         try:
-            with self._credentials(token), tempfile.TemporaryDirectory(prefix="propose-") as tmp:
+            with (
+                self._credentials(token, server_url),
+                tempfile.TemporaryDirectory(prefix="propose-") as tmp,
+            ):
                 folder = Path(tmp) / "worktree"
                 self._repo.git.worktree("add", "--detach", str(folder), base.hexsha)
                 try:

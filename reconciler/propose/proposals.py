@@ -155,10 +155,15 @@ def publish(
     assert context.forge is not None and context.git is not None
     files = _files(context, proposals)
     message = f"{title}\n\nProposed by `reconciler propose` with evidence in the pull request."
-    token = context.forge.settings.token
+    token, server_url = context.forge.settings.token, context.forge.settings.server_url
     if existing is not None:
         published = context.git.publish(
-            existing.head, files, message, token=token, environ=context.environ
+            existing.head,
+            files,
+            message,
+            token=token,
+            server_url=server_url,
+            environ=context.environ,
         )
         changed = published.pushed or existing.body != body or existing.title != title
         if changed:
@@ -183,7 +188,9 @@ def publish(
             dashboard.entry(p.name).pending.append(f"{p.chosen.candidate.label} ({why})")
             context.say(f"{p.name}: {p.chosen.candidate.label} is pending: {why}")
         return [Outcome(n, "pending", "limit reached") for n in names]
-    context.git.publish(branch, files, message, token=token, environ=context.environ)
+    context.git.publish(
+        branch, files, message, token=token, server_url=server_url, environ=context.environ
+    )
     base = context.git.base_branch(context.environ)
     pull = context.forge.create_pull(title=title, head=branch, base=base, body=body)
     context.forge.add_labels(pull.number, labels)

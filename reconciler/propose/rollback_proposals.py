@@ -86,6 +86,7 @@ def propose_rollbacks(context: Context, dashboard: Dashboard) -> list[Outcome]:
             texts,
             f"{title}\n\nWritten back by `reconciler propose` after an automatic rollback.",
             token=context.forge.settings.token,
+            server_url=context.forge.settings.server_url,
             environ=context.environ,
         )
         labels = (

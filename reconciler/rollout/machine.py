@@ -322,9 +322,9 @@ def _judge(state: RolloutState, observed: Observation, effects: tuple[Effect, ..
         if analysis.outcome is AnalysisOutcome.FAILED
         else f"no evidence by the progress deadline ({analysis.summary})"
     )
-    if failures >= policy.failure_limit or (
-        analysis.outcome is AnalysisOutcome.FAILED and now >= deadline
-    ):
+    # Past the deadline nothing is baked again, whatever the failure limit: a stage that has
+    # not passed by then (failing, or silent with `onNoData: fail`) has run out of time.
+    if failures >= policy.failure_limit or now >= deadline:
         why = (
             f"analysis failed {failures} time{'s' if failures > 1 else ''} at {stage.label}"
             if failures >= policy.failure_limit

@@ -134,10 +134,16 @@ class GitTree:
             repo = git.Repo(root, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise SourceError(f"--ref needs a git repository; {root} is not in one") from exc
+        # `repo.commit` takes any forty hex digits on trust: the commit and its tree are only
+        # looked up when first read, so both are resolved here, where a missing one is the
+        # user's error and not a crash in the middle of reading files.
         try:
             self._commit = repo.commit(ref)
+            self._tree = self._commit.tree
         except (git.BadName, ValueError) as exc:
-            raise SourceError(f"unknown git ref {ref!r} in {root}") from exc
+            raise SourceError(
+                f"unknown git ref {ref!r}: no commit by that name in the repository at {root}"
+            ) from exc
         work = Path(repo.working_tree_dir or root).resolve()
         prefix = os.path.relpath(root.resolve(), work)
         self._prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
@@ -149,7 +155,7 @@ class GitTree:
 
     def _object(self, path: str):  # type: ignore[no-untyped-def]
         try:
-            return self._commit.tree / (self._prefix + posixpath.normpath(path))
+            return self._tree / (self._prefix + posixpath.normpath(path))
         except KeyError:
             return None
 

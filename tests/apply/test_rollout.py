@@ -3,14 +3,17 @@ manual clock: each path of the rollout machine as the apply engine drives it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 from collections.abc import Callable
 
 import pytest
 
 from reconciler import lineage
-from reconciler.apply.context import ApplyContext
-from reconciler.apply.journal import Cause, OperationStatus
+from reconciler.apply import aliases
+from reconciler.apply.context import ApplyContext, UseCaseRun
+from reconciler.apply.journal import Cause, Journal, OperationStatus
 from reconciler.apply.plan_runner import AlteredPlanError, StalePlanError, apply_plan
 from reconciler.apply.status import use_case_status
 from reconciler.health import Health
@@ -355,3 +358,133 @@ def test_an_unexpected_error_in_one_use_case_is_recorded_and_the_others_go_on(
     row = world.journal.last_operation("story-generation")
     assert row is not None and row.status is OperationStatus.FAILED
     assert world.aliases()[Alias.CHAMPION.value] == "3"
+
+
+class CrashingRegistry:
+    """The real registry, until the process dies at one write of the promotion."""
+
+    def __init__(self, world: World, crash_at: tuple[str, str]) -> None:
+        self._world = world
+        self._real = world.registry
+        self._crash_at = crash_at
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def _maybe_crash(self, method: str, key: str) -> None:
+        state = self._world.journal.rollout(USE_CASE)
+        promoting = state is not None and state.phase is Phase.PROMOTING
+        if promoting and not self.crashed and (method, key) == self._crash_at:
+            self.crashed = True
+            raise Crash
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._maybe_crash("set_alias", alias)
+        self._real.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._maybe_crash("delete_alias", alias)
+        self._real.delete_alias(name, alias)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._maybe_crash("set_model_tag", key)
+        self._real.set_model_tag(name, key, value)
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        ("set_model_tag", lineage.APPLIED_ALIASES),  # routes at 100%, nothing recorded
+        ("set_alias", "previous"),  # the intent recorded, no alias moved
+        ("set_alias", "champion"),  # previous moved, champion not
+        ("set_model_tag", "reconciler.history"),  # champion moved, history not on the model
+        ("delete_alias", "challenger"),  # everything but the leftover challenger
+    ],
+)
+def test_a_crash_anywhere_in_the_promotion_ends_promoted_with_history_and_previous(
+    world: World, served_traffic: Callable[[ErrorRule], None], crash_at: tuple[str, str]
+) -> None:
+    served_traffic(never_fails)
+    crashing = CrashingRegistry(world, crash_at)
+    dying = dataclasses.replace(world.context(), registry=crashing)  # type: ignore[arg-type]
+    with pytest.raises(Crash):
+        apply_plan(plan_now(world), dying)
+    assert crashing.crashed
+
+    for _ in range(3):
+        plan = plan_now(world)
+        if not plan.has_changes:
+            break
+        assert apply_plan(plan, world.context()).health is Health.HEALTHY, world.lines
+
+    assert not plan_now(world).has_changes
+    assert world.aliases() == {"champion": "3", "previous": "2"}
+    assert live_routes(world.traffic.read(USE_CASE)) == (Route("3", 100),)
+    history = world.journal.history(USE_CASE)
+    assert [(c.version, c.previous) for c in history] == [("3", "2")]
+    state = world.journal.rollout(USE_CASE)
+    assert state is not None and state.phase is Phase.SUCCEEDED, world.lines
+    status = status_of(world)
+    assert (status["sync"], status["health"]) == ("Synced", "Healthy"), status
+
+
+def test_status_of_a_promotion_cut_short_after_its_last_write_is_not_progressing(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    served_traffic(never_fails)
+    assert apply_plan(plan_now(world), world.context()).health is Health.HEALTHY
+    # The process died after the last alias write, before the journal heard of it.
+    state = world.journal.rollout(USE_CASE)
+    assert state is not None
+    world.journal.save_rollout(state.evolve(phase=Phase.PROMOTING))
+
+    status = status_of(world)
+
+    assert (status["sync"], status["health"]) == ("Synced", "Healthy"), status
+
+
+def test_a_rollout_rolled_back_from_outside_drops_the_control_it_did_not_obey(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    served_traffic(never_fails)
+    apply_plan(plan_now(world), world.context(drive_rollouts=False))
+    state = world.journal.rollout(USE_CASE)
+    assert state is not None and state.active
+    world.journal.request(USE_CASE, Control.PROMOTE)  # not yet obeyed...
+    run = UseCaseRun(
+        world.context(), world.desired.use_case(USE_CASE), world.desired.identities[USE_CASE]
+    )
+    # ...when the guardrail watch rolls the candidate back.
+    aliases.rollback(run, restore="2", rejected="3", reason="guardrail critical rate")
+
+    ended = world.journal.rollout(USE_CASE)
+    assert ended is not None and ended.phase is Phase.ROLLED_BACK
+    assert world.journal.pending_control(USE_CASE) is None
+
+
+def test_a_journal_failing_for_one_use_case_ends_only_that_one(
+    world: World, served_traffic: Callable[[ErrorRule], None]
+) -> None:
+    """Outside any change (the journal's own writes): still one use case's failure."""
+
+    class FailingJournal(Journal):
+        def start(self, use_case: str, digest: str, action: str, change_index: int) -> int:
+            if use_case == "story-generation":
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().start(use_case, digest, action, change_index)
+
+    served_traffic(never_fails)
+    observed = observe(world.desired, world.registry, world.traffic)
+    plan = diff(world.desired, observed, only=[USE_CASE, "story-generation"])
+    context = dataclasses.replace(
+        world.context(), journal=FailingJournal(world.journal.path, clock=world.clock)
+    )
+
+    result = apply_plan(plan, context, parallelism=2)
+
+    outcomes = {o.use_case: o for o in result.outcomes}
+    assert outcomes[USE_CASE].health is Health.HEALTHY
+    broken = outcomes["story-generation"]
+    assert broken.health is Health.DEGRADED
+    assert "internal error: OperationalError: disk I/O error" in broken.message

@@ -8,6 +8,7 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciler.discovery.candidate import SourceKind
@@ -129,6 +130,90 @@ def test_a_failing_hub_is_skipped_not_raised(
         )
     assert reports[0].candidates == ()
     assert reports[0].skipped == f"cannot list models at {broken.url}: HTTP 401"
+
+
+def test_hub_429_retry_after_is_honoured_through_the_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = [
+        HubModel("acme/npc-small", SHA_A, info_answers=[(429, {"Retry-After": "7"})]),
+        HubModel("acme/npc-large", SHA_B, downloads=10),
+    ]
+    with serve_hub(models, listing_answers=[(429, {"Retry-After": "5"})]) as hub:
+        point_client_at(monkeypatch, hub.url, tmp_path / "hf-cache")
+        sleeps = RecordedSleeps()
+        reports = scan([source({"huggingface": {"author": "acme"}}, tmp_path, {}, sleeps)])
+    assert reports[0].skipped is None and reports[0].passed_over == ()
+    assert [c.id for c in reports[0].candidates] == ["acme/npc-small", "acme/npc-large"]
+    # Both waits went through the injected sleep, as the server asked: huggingface_hub's own
+    # backoff (which would sleep Retry-After + 1 for real) never saw the 429s.
+    assert sleeps.waits == [5.0, 7.0]
+    assert hub.paths("GET").count("/api/models") == 2
+    assert hub.paths("GET").count("/api/models/acme/npc-small") == 2
+
+
+def test_a_model_the_hub_will_not_describe_is_passed_over_and_the_others_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access is restricted"}
+    gone = {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
+    models = [
+        HubModel("acme/npc-open", SHA_A, downloads=900),
+        HubModel("acme/npc-gated", SHA_B, downloads=800, info_answers=[(403, gated)]),
+        HubModel("acme/npc-gone", "c" * 40, downloads=700, info_answers=[(404, gone)]),
+        HubModel("acme/npc-down", "d" * 40, downloads=600, info_answers=[(503, {})] * 3),
+    ]
+    with serve_hub(models) as hub:
+        point_client_at(monkeypatch, hub.url, tmp_path / "hf-cache")
+        sleeps = RecordedSleeps()
+        reports = scan([source({"huggingface": {"author": "acme"}}, tmp_path, {}, sleeps)])
+    report = reports[0]
+    assert report.skipped is None
+    assert [c.id for c in report.candidates] == ["acme/npc-open"]
+    assert [p.line for p in report.passed_over] == [
+        "acme/npc-gated: model info: HTTP 403 (GatedRepoError)",
+        "acme/npc-gone: model info: HTTP 404 (RepositoryNotFoundError)",
+        "acme/npc-down: model info: HTTP 503 after 3 attempts",
+    ]
+    assert sleeps.waits == [0.5, 1.0], "only the 503s are retried"
+
+
+def test_a_hub_throttling_beyond_the_limit_is_skipped_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    throttled = [(429, {"Retry-After": "3600"})]
+    with serve_hub([HubModel("acme/npc-small", SHA_A)], listing_answers=throttled) as hub:
+        point_client_at(monkeypatch, hub.url, tmp_path / "hf-cache")
+        sleeps = RecordedSleeps()
+        reports = scan([source({"huggingface": {"author": "acme"}}, tmp_path, {}, sleeps)])
+    assert reports[0].skipped == (
+        f"cannot list models at {hub.url}: rate limited; the server asks to retry after 3600s"
+    )
+    assert sleeps.waits == []
+
+
+def test_a_hub_that_never_answers_times_out_and_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub sends without a timeout by itself: a stalled Hub would hang the job."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        point_client_at(monkeypatch, url, tmp_path / "hf-cache")
+        sleeps = RecordedSleeps()
+        policy = RetryPolicy(attempts=2, base_delay=0.5, sleep=sleeps, timeout=httpx.Timeout(0.2))
+        hub = build_source(
+            DiscoverySource.model_validate({"huggingface": {"author": "acme"}}),
+            repo=tmp_path,
+            environ={},
+            policy=policy,
+        )
+        reports = scan([hub])
+    assert reports[0].skipped == (
+        f"cannot list models at {url}: no answer in time (ReadTimeout) after 2 attempts"
+    )
+    assert sleeps.waits == [0.5]
 
 
 def test_openai_compatible_reads_openrouter_fields_and_sends_the_key(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from reconciler.apply.model_builder import MlflowModelBuilder
 from reconciler.errors import is_temporary
 from reconciler.evaluation.generation import (
     PROVIDER_ATTEMPTS,
+    PROVIDER_BACKOFF_SECONDS,
     ExternalGenerator,
     GenerationError,
     ProviderUnavailableError,
@@ -39,29 +40,40 @@ def provider() -> Iterator[Provider]:
         yield provider
 
 
-def generator(provider: Provider) -> ExternalGenerator:
+def generator(provider: Provider, waits: list[float] | None = None) -> ExternalGenerator:
+    async def recorded(seconds: float) -> None:
+        # The retry's wait is recorded, not slept: the test never depends on the wall clock.
+        if waits is not None:
+            waits.append(seconds)
+
     return ExternalGenerator(
         model_id="narrator-large",
         base_url=provider.url,
         api_key="test-key-value",
         generation=Generation(),
         timeout_seconds=10,
+        sleep=recorded,
     )
 
 
-def test_a_provider_failing_twice_is_retried_and_the_evaluation_completes(
+def test_a_provider_failing_twice_is_retried_with_backoff_and_the_evaluation_completes(
     provider: Provider,
 ) -> None:
     provider.fails(2, status=503)
-    generated = generator(provider).generate(PROMPTS, seed=1)
-    assert [g.text for g in generated] == ["The bell tolls under the marsh."] * 2
-    assert len(provider.bodies) == len(PROMPTS) + 2
+    waits: list[float] = []
+    generated = generator(provider, waits).generate(PROMPTS[:1], seed=1)
+    assert [g.text for g in generated] == ["The bell tolls under the marsh."]
+    assert len(provider.bodies) == 3
+    assert waits == [PROVIDER_BACKOFF_SECONDS, PROVIDER_BACKOFF_SECONDS * 2]  # exponential
 
 
-def test_a_429_with_retry_after_is_honoured(provider: Provider) -> None:
-    provider.fails(1, status=429, retry_after="1")
-    generated = generator(provider).generate(PROMPTS[:1], seed=1)
+@pytest.mark.parametrize("retry_after", ["7", "0.5"])
+def test_a_429_waits_what_its_retry_after_says(provider: Provider, retry_after: str) -> None:
+    provider.fails(1, status=429, retry_after=retry_after)
+    waits: list[float] = []
+    generated = generator(provider, waits).generate(PROMPTS[:1], seed=1)
     assert len(generated) == 1 and len(provider.bodies) == 2
+    assert waits == [float(retry_after)]
 
 
 def test_a_provider_that_stays_down_is_a_temporary_error_in_one_line(provider: Provider) -> None:

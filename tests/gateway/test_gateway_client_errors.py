@@ -11,7 +11,10 @@ import time
 
 import httpx
 
+from reconciler.apply.request_log_metrics import RequestLogMetrics
 from reconciler.gateway.log_queries import window_metrics
+from reconciler.rollout.analysis import AnalysisOutcome, measure, thresholds_of
+from reconciler.spec.model import AnalysisMetrics
 from tests.gateway.processes import RunningGateway
 
 # What the demo's rollouts allow: errorRate max 0.01.
@@ -59,7 +62,15 @@ def test_client_errors_during_a_canary_do_not_fail_it(gateway: RunningGateway) -
     for version, window in windows.items():
         assert window.requests == 10, version  # only the requests that reached a model
         assert window.errors == 0 and window.error_rate == 0.0
-        assert window.error_rate <= MAX_ERROR_RATE
+    # And the canary's analysis, as the rollout makes it from the same log, passes.
+    canary = RequestLogMetrics(gateway.world.request_log).window(
+        "echo-chat", "2", since=since, until=time.time()
+    )
+    thresholds = thresholds_of(
+        AnalysisMetrics.model_validate({"errorRate": {"max": MAX_ERROR_RATE}})
+    )
+    analysis = measure(canary, thresholds, min_requests=10)
+    assert analysis.outcome is AnalysisOutcome.SUCCESSFUL, analysis.summary
 
 
 def test_an_empty_prompt_is_a_400_for_a_self_hosted_canary_too(

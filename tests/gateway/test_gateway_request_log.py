@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from reconciler.gateway.log_queries import (
-    percentile,
     read_exchanges,
     usage_by_version,
     window_metrics,
@@ -156,9 +155,3 @@ def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
         log.stop()
     ids = {e.id for e in read_exchanges(tmp_path / "requests.db", "npc", since=0)}
     assert ids == {"recent", "new"}
-
-
-def test_percentiles_use_the_nearest_rank() -> None:
-    assert percentile([], 0.5) is None
-    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
-    assert percentile([1.0, 2.0, 3.0, 4.0], 0.95) == 4.0

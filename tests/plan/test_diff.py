@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from reconciler.plan.model import (
     ShiftChange,
     TrainChange,
 )
-from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import TrainingMethod
 from tests.plan.worlds import (
     FACTION,
@@ -43,16 +42,6 @@ from tests.plan.worlds import (
     rejected_still_serving,
     weights_edited_by_hand,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def desired() -> DesiredState:
-    state = load_desired_state(ROOT).state
-    assert state is not None
-    return state
-
 
 CASES: list[tuple[str, str, Callable[[World], World] | None, list[str]]] = [
     (

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+
+import pytest
 
 from reconciler.discovery.candidate import Candidate, SourceKind
 from reconciler.discovery.discover import RankedCandidate, UseCaseDiscovery
 from reconciler.propose.body import GITHUB_BODY_LIMIT, UseCaseProposal, code, pull_request_body
 from reconciler.propose.branches import Proposed, branch_part, marker, proposal_branch, read_marker
-from reconciler.propose.evidence import Evidence
+from reconciler.propose.evidence import Cost, Evidence
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -50,7 +53,7 @@ def proposal(plan: str, candidate_id: str = "acme/npc-small") -> UseCaseProposal
             },
             thresholds={"behaviorSimilarity": {"min": 0.5}, "latencyP95Ms": {"max": 100.0}},
             memory_gib=0.3,
-            cost_per_1k_requests=None,
+            cost=None,
         ),
         plan_excerpt=plan,
         file="desired_state/npc-dialogue.yaml",
@@ -67,6 +70,29 @@ def test_the_evidence_table_compares_with_the_champion_and_judges_each_threshold
     assert read_marker(body) == [
         Proposed("npc-dialogue", "huggingface", "acme/npc-small", "a" * 40)
     ]
+
+
+@pytest.mark.parametrize(
+    ("cost", "row"),
+    [
+        (
+            Cost(0.015, measured=True, basis="measured: 3.0 prompt + 6.0 completion tokens"),
+            "| cost per 1,000 requests (USD, measured) | 0.0150 | - | - | - |",
+        ),
+        (
+            Cost(0.25, measured=False, basis="estimate: prompt tokens as characters / 4"),
+            "| cost per 1,000 requests (USD, estimate) | 0.2500 | - | - | - |",
+        ),
+    ],
+)
+def test_the_cost_row_says_whether_it_was_measured_and_from_what(cost: Cost, row: str) -> None:
+    priced = proposal("  + register ...")
+    priced = replace(priced, evidence=replace(priced.evidence, cost=cost))
+    body = pull_request_body([priced], labels=[], now=NOW)
+    assert row in body
+    assert f"Cost basis: {cost.basis}." in body
+    unpriced = pull_request_body([proposal("  + register ...")], labels=[], now=NOW)
+    assert "cost per 1,000 requests" not in unpriced and "Cost basis" not in unpriced
 
 
 def test_a_huge_body_is_cut_to_the_limit_keeping_summary_and_marker() -> None:

@@ -104,3 +104,20 @@ def test_settings_need_a_repository() -> None:
         {"GITHUB_TOKEN": TOKEN}, remote_url="git@github.com:a/b.git"
     )
     assert (settings.api_url, settings.repository) == ("https://api.github.com", "a/b")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "https://github.com"),
+        ({"GITHUB_API_URL": "https://ghe.example.com/api/v3"}, "https://ghe.example.com"),
+        ({"GITHUB_API_URL": "http://127.0.0.1:8123"}, "http://127.0.0.1:8123"),
+        (
+            {"GITHUB_API_URL": "https://api.github.com", "GITHUB_SERVER_URL": "https://gh.corp/"},
+            "https://gh.corp",
+        ),
+    ],
+)
+def test_the_server_the_token_belongs_to(environ: dict[str, str], expected: str) -> None:
+    settings = ForgeSettings.from_environment({**environ, "GITHUB_REPOSITORY": "a/b"})
+    assert settings.server_url == expected

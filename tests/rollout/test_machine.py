@@ -220,14 +220,19 @@ def test_no_data_until_the_deadline_pauses_and_the_next_reconcile_tries_again() 
     assert sim.state.phase is Phase.SUCCEEDED
 
 
-def test_no_data_with_on_no_data_fail_counts_failures_and_rolls_back() -> None:
+def test_no_data_with_on_no_data_fail_rolls_back_at_the_deadline() -> None:
     spec = rollout_spec(
-        analysis={"minRequests": 20, "failureLimit": 2, "onNoData": "fail", "interval": "5m"}
+        analysis={"minRequests": 20, "failureLimit": 3, "onNoData": "fail", "interval": "5m"}
     )
     sim = new_rollout(spec, busy(per_minute=0)).run()
     assert sim.state.phase is Phase.ROLLED_BACK
-    assert "analysis failed 2 times at 10%" in sim.state.message
+    assert "progress deadline exceeded at 10%" in sim.state.message
+    assert "no evidence by the progress deadline" in sim.state.message
     assert sim.rejected == "3" and sim.routes == (Route("2", 100),)
+    # Rolled back when the 1h deadline passed, not re-baked for every check of failureLimit.
+    assert sim.now - T0 <= 3600 + 60
+    assert [j.decision for j in sim.judgements].count("failed: roll back") == 1
+    assert sim.state.failures == 1
 
 
 def test_failure_limit_rolls_back_after_the_second_failed_check() -> None:

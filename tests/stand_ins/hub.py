@@ -6,7 +6,7 @@ Answers what `huggingface_hub` asks, as the Hub does:
   sorted, paged `page_size` at a time with a `Link: <...>; rel="next"` header;
 - `GET /api/models/{id}[/revision/{rev}]`: model info with `sha`, `lastModified`, `cardData`
   (license, pipeline tag, model-index), `safetensors` ({dtype: count}, total), downloads,
-  likes, gated, siblings;
+  likes, gated, siblings - after any `info_answers` a test queued (429, gated 403, ...);
 - `GET /api/models/{id}/tree/{rev}` and `HEAD|GET /{id}/resolve/{rev}/{file}` for the files of
   models that have them (the pre-evaluation downloads a candidate's pinned revision).
 
@@ -41,6 +41,9 @@ class HubModel:
     gated: bool | str = False
     benchmark: float | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    # Answers `GET /api/models/{id}` gives before the model info, one per request:
+    # (status, headers), e.g. a 429 with Retry-After, or a gated repository's 403.
+    info_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
     @property
     def author(self) -> str:
@@ -107,9 +110,15 @@ class HubHandler:
         self.models = {m.id: m for m in models}
         self.page_size = page_size
         self.url = ""
+        # Answers the listing gives first, one per request (not `Served.interruptions`: the
+        # client may ask the Hub other things first, such as its agent-harness registry).
+        self.listing_answers: list[tuple[int, dict[str, str]]] = []
 
     def __call__(self, request: Request) -> Response:
         path = request.path
+        if path == "/api/models" and self.listing_answers:
+            status, headers = self.listing_answers.pop(0)
+            return json_response({"error": "stand-in"}, status, headers)
         if path == "/api/models":
             return self._list(request)
         if path.startswith("/api/models/"):
@@ -118,6 +127,9 @@ class HubHandler:
             if model is None:
                 return _error("RepoNotFound", "Repository not found")
             rest = parts[2:]
+            if not rest and model.info_answers:
+                status, headers = model.info_answers.pop(0)
+                return json_response({"error": headers.get("X-Error-Message", "")}, status, headers)
             if not rest:
                 return json_response(model.info())
             if rest[0] == "revision" and len(rest) >= 2:
@@ -190,8 +202,13 @@ def _error(code: str, message: str) -> Response:
 
 
 @contextmanager
-def serve_hub(models: list[HubModel], page_size: int = 50) -> Iterator[Served]:
+def serve_hub(
+    models: list[HubModel],
+    page_size: int = 50,
+    listing_answers: list[tuple[int, dict[str, str]]] | None = None,
+) -> Iterator[Served]:
     handler = HubHandler(models, page_size)
+    handler.listing_answers = list(listing_answers or [])
     with serve(handler) as served:
         handler.url = served.url
         yield served

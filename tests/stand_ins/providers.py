@@ -41,9 +41,16 @@ def openrouter_model(
     }
 
 
-def _chat(request: Request, answer: Answer) -> Response:
+def _chat(request: Request, answer: Answer, usage: bool = True) -> Response:
     body = request.json()
     text = answer(body)
+    reported = {
+        "usage": {
+            "prompt_tokens": 3,
+            "completion_tokens": len(text.split()),
+            "total_tokens": 3 + len(text.split()),
+        }
+    }
     return json_response(
         {
             "id": "chatcmpl-stand-in",
@@ -56,11 +63,7 @@ def _chat(request: Request, answer: Answer) -> Response:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": 3,
-                "completion_tokens": len(text.split()),
-                "total_tokens": 3 + len(text.split()),
-            },
+            **(reported if usage else {}),
         }
     )
 
@@ -71,8 +74,10 @@ def serve_openai_compatible(
     *,
     answer: Answer = lambda body: "The road north is safe today.",
     api_key: str | None = None,
+    usage: bool = True,
 ) -> Iterator[Served]:
-    """`GET /v1/models` and `POST /v1/chat/completions`; 401 without the key when one is set."""
+    """`GET /v1/models` and `POST /v1/chat/completions` (with `usage` token counts unless
+    `usage=False`, as some providers do); 401 without the key when one is set."""
 
     def handle(request: Request) -> Response:
         if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
@@ -80,7 +85,7 @@ def serve_openai_compatible(
         if request.method == "GET" and request.path == "/v1/models":
             return json_response({"object": "list", "data": models})
         if request.method == "POST" and request.path == "/v1/chat/completions":
-            return _chat(request, answer)
+            return _chat(request, answer, usage)
         return Response(404)
 
     with serve(handle) as served:

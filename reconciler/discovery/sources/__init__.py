@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.discovery.candidate import Candidate, SourceReport
+from reconciler.discovery.candidate import Candidate, PassedOver, SourceReport
 from reconciler.discovery.retries import RetryPolicy
 from reconciler.errors import ReconcilerError
 from reconciler.settings import redact_uri
@@ -30,8 +30,9 @@ class Source(Protocol):
     @property
     def description(self) -> str: ...
 
-    def candidates(self) -> list[Candidate]:
-        """Everything the source offers that its filters let through."""
+    def candidates(self) -> Sequence[Candidate | PassedOver]:
+        """Everything the source offers that its filters let through; a model it lists but
+        cannot describe is `PassedOver` with its reason, and the others are still returned."""
         ...
 
 
@@ -45,7 +46,7 @@ def build_source(
     if entry.huggingface is not None:
         from reconciler.discovery.sources.huggingface import HuggingFaceHubSource
 
-        return HuggingFaceHubSource(entry.huggingface)
+        return HuggingFaceHubSource(entry.huggingface, policy=policy)
     if entry.openai_compatible is not None:
         from reconciler.discovery.sources.openai_compatible import OpenAICompatibleModels
 
@@ -74,7 +75,13 @@ def scan(sources: Sequence[Source]) -> list[SourceReport]:
             log.debug("source %s failed", source.description, exc_info=True)
             reports.append(SourceReport(source.description, skipped=_one_line(exc)))
             continue
-        reports.append(SourceReport(source.description, candidates=tuple(found)))
+        reports.append(
+            SourceReport(
+                source.description,
+                candidates=tuple(c for c in found if isinstance(c, Candidate)),
+                passed_over=tuple(c for c in found if isinstance(c, PassedOver)),
+            )
+        )
     return reports
 
 

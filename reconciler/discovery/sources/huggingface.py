@@ -10,12 +10,19 @@ offline, the source is skipped with one line.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
-from reconciler.discovery.candidate import Candidate, SourceKind
+from reconciler.discovery.candidate import Candidate, PassedOver, SourceKind
 from reconciler.discovery.memory import bytes_per_parameter_from_counts
+from reconciler.discovery.retries import RetryPolicy, UnreachableError
 from reconciler.discovery.sources import SourceUnavailableError
+from reconciler.discovery.sources.hub_client import call_hub, governed
+from reconciler.settings import redact_uri
 from reconciler.spec.discovery import HuggingFaceSource
+
+log = logging.getLogger(__name__)
 
 _INFO_FIELDS = [
     "sha",
@@ -32,8 +39,9 @@ _INFO_FIELDS = [
 
 
 class HuggingFaceHubSource:
-    def __init__(self, config: HuggingFaceSource) -> None:
+    def __init__(self, config: HuggingFaceSource, *, policy: RetryPolicy) -> None:
         self.config = config
+        self.policy = policy
 
     @property
     def description(self) -> str:
@@ -48,33 +56,48 @@ class HuggingFaceHubSource:
         ]
         return f"huggingface ({', '.join(filters) or 'all models'})"
 
-    def candidates(self) -> list[Candidate]:
+    def candidates(self) -> Sequence[Candidate | PassedOver]:
         from huggingface_hub import HfApi, constants
 
         if constants.is_offline_mode():
             raise SourceUnavailableError("HF_HUB_OFFLINE is set: the Hub is not asked")
         api = HfApi()
         config = self.config
-        try:
-            listed = list(
-                api.list_models(
-                    author=config.author,
-                    search=config.search,
-                    pipeline_tag=config.pipeline_tag,
-                    sort="downloads",
-                    limit=config.limit,
-                )
-            )
-        except Exception as exc:
-            raise SourceUnavailableError(_reason(exc, constants.ENDPOINT)) from None
-        found = []
-        for listed_model in listed:
+        endpoint = redact_uri(constants.ENDPOINT)
+        with governed(self.policy.timeout):
             try:
-                info = api.model_info(listed_model.id, expand=_INFO_FIELDS)  # type: ignore[arg-type]
+                listed = call_hub(
+                    lambda: list(
+                        api.list_models(
+                            author=config.author,
+                            search=config.search,
+                            pipeline_tag=config.pipeline_tag,
+                            sort="downloads",
+                            limit=config.limit,
+                        )
+                    ),
+                    policy=self.policy,
+                    what=f"cannot list models at {endpoint}",
+                )
             except Exception as exc:
-                raise SourceUnavailableError(_reason(exc, constants.ENDPOINT)) from None
-            found.append(_candidate(info, min_downloads=config.min_downloads))
-        return found
+                raise SourceUnavailableError(
+                    _problem(exc, f"cannot list models at {endpoint}")
+                ) from None
+            return [self._describe(api, model.id) for model in listed]
+
+    def _describe(self, api: Any, model_id: str) -> Candidate | PassedOver:
+        """One model's candidate, or why it is passed over: a refusal, a lasting failure or
+        a malformed answer for this model does not cost the others their place."""
+        try:
+            info = call_hub(
+                lambda: api.model_info(model_id, expand=_INFO_FIELDS),
+                policy=self.policy,
+                what="model info",
+            )
+            return _candidate(info, min_downloads=self.config.min_downloads)
+        except Exception as exc:
+            log.debug("model info for %s failed", model_id, exc_info=True)
+            return PassedOver(model_id, _problem(exc, "model info"))
 
 
 def _candidate(info: Any, *, min_downloads: int) -> Candidate:
@@ -126,9 +149,16 @@ def card_quality(card: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _reason(exc: Exception, endpoint: str) -> str:
-    from reconciler.settings import redact_uri
-
+def _problem(exc: Exception, what: str) -> str:
+    """One line: what failed and why (HTTP status and the library's error name), no URL's
+    credentials; the retry policy's own message as it is."""
+    if isinstance(exc, UnreachableError):  # "{what}: HTTP 429 after 4 attempts"
+        return str(exc)
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    what = f"HTTP {status}" if status else type(exc).__name__
-    return f"cannot list models at {redact_uri(endpoint)}: {what}"
+    name = type(exc).__name__
+    if status:
+        why = f"HTTP {status}" + (f" ({name})" if name != "HfHubHTTPError" else "")
+    else:
+        first = str(exc).strip().splitlines()
+        why = redact_uri(first[0][:200]) if first else name
+    return f"{what}: {why}"

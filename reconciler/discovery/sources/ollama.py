@@ -21,7 +21,7 @@ from reconciler.discovery.memory import (
     bytes_per_parameter_from_quantization,
     parameters_from_label,
 )
-from reconciler.discovery.retries import DEFAULT_TIMEOUT, RetryPolicy, request_with_retries
+from reconciler.discovery.retries import RetryPolicy, request_with_retries
 from reconciler.discovery.sources import SourceUnavailableError
 from reconciler.settings import redact_uri
 from reconciler.spec.discovery import OllamaSource
@@ -57,7 +57,7 @@ class OllamaModels:
     def candidates(self) -> list[Candidate]:
         base = self.base_url
         what = f"ollama at {redact_uri(base)}"
-        with httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False) as client:
+        with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
             tags = request_with_retries(
                 client, "GET", f"{base}/api/tags", policy=self.policy, what=what
             )

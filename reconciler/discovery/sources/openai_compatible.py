@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from reconciler.discovery.candidate import Candidate, Pricing, SourceKind
-from reconciler.discovery.retries import DEFAULT_TIMEOUT, RetryPolicy, request_with_retries
+from reconciler.discovery.retries import RetryPolicy, request_with_retries
 from reconciler.discovery.sources import SourceUnavailableError
 from reconciler.settings import redact_uri
 from reconciler.spec.discovery import OpenAICompatibleSource
@@ -52,7 +52,7 @@ class OpenAICompatibleModels:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         what = f"{redact_uri(base)}/models"
-        with httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False) as client:
+        with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as client:
             response = request_with_retries(
                 client, "GET", f"{base}/models", policy=self.policy, what=what, headers=headers
             )
