@@ -190,7 +190,7 @@ def known_use_case(repo: Path, use_case: str) -> DesiredState:
 # A pause may wait for the next rollout (hold it at its first step, as a change freeze would);
 # the others act on one rollout, and kept for a later one they would promote or reject a
 # candidate no operator has seen.
-_NEEDS_A_RUNNING_ROLLOUT = frozenset({Control.PROMOTE, Control.ABORT, Control.RESUME})
+CONTROLS_NEEDING_A_ROLLOUT = frozenset({Control.PROMOTE, Control.ABORT, Control.RESUME})
 
 
 def request_control(repo: Path, use_case: str, control: Control) -> str:
@@ -200,7 +200,7 @@ def request_control(repo: Path, use_case: str, control: Control) -> str:
     store = journal()
     rollout = store.rollout(use_case)
     running = rollout is not None and rollout.active
-    if not running and control in _NEEDS_A_RUNNING_ROLLOUT:
+    if not running and control in CONTROLS_NEEDING_A_ROLLOUT:
         raise ReconcilerError(
             f"no rollout of {use_case} is in progress: {control.value} acts on a running "
             "rollout only (see `reconciler status`)"

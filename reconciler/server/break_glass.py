@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.apply.commands import roll_back_by_hand
+from reconciler.apply.commands import CONTROLS_NEEDING_A_ROLLOUT, roll_back_by_hand
 from reconciler.apply.status import rollout_view
 from reconciler.errors import ReconcilerError
 from reconciler.notifications.events import Notification
@@ -99,6 +99,12 @@ def control(
     desired = runtime.load()
     known(desired, name)
     journal = runtime.journal
+    running = journal.rollout(name)
+    if asked in CONTROLS_NEEDING_A_ROLLOUT and (running is None or not running.active):
+        raise ReconcilerError(
+            f"no rollout of {name} is in progress: {asked.value} acts on a running rollout "
+            "only (a pause waits for the next one)"
+        )
     journal.request(name, asked)
     cycle = None
     if runtime.controller is not None:
@@ -113,7 +119,8 @@ def control(
             f"{asked.value} requested; the rollout of {state.candidate} obeys it at its next "
             f"step (cycle {cycle})"
             if active and state is not None
-            else f"{asked.value} requested; no rollout is in progress, so the next one obeys it"
+            else "pause requested; no rollout is in progress, so the next one holds at its "
+            "first step until resumed"
         )
         return _finish(
             runtime,

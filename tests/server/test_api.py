@@ -145,6 +145,11 @@ def test_a_break_glass_rollback_acts_at_once_and_is_recorded(served_world: World
     with serve_receiver() as receiver:
         env = _with_webhook(served_world, receiver)
         with serving(served_world.repo, env) as plane:
+            # No rollout runs: a promote (or abort, or resume) has nothing to act on.
+            refused = plane.post(f"/api/v1/use-cases/{USE_CASE}/promote")
+            assert refused.status_code == 409 and "no rollout" in refused.json()["detail"]
+            assert plane.journal.pending_control(USE_CASE) is None
+
             answer = plane.post(f"/api/v1/use-cases/{USE_CASE}/rollback", json={})
             assert answer.status_code == 200, answer.text
             result = answer.json()
