@@ -186,8 +186,12 @@ sys.exit(code)
 
 @pytest.mark.parametrize("command", ["validate", "plan"])
 def test_validate_and_plan_never_import_torch_or_ray(
-    command: str, shipped_repo: Path, isolated_env: dict[str, str]
+    command: str,
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("RECONCILER_JOBS", "ray")  # jobs on Ray: still nothing of Ray to plan
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE, command, "--repo", str(shipped_repo)],
         capture_output=True,

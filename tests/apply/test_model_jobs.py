@@ -64,7 +64,7 @@ def test_a_job_refuses_a_desired_state_edited_since_its_plan(world: World) -> No
 
 
 @pytest.mark.parametrize(
-    ("asked", "request"),
+    ("asked", "expected"),
     [
         (None, ResourceRequest(cpus=1.0, gpus=0.0, memory_bytes=None)),
         (
@@ -74,11 +74,11 @@ def test_a_job_refuses_a_desired_state_edited_since_its_plan(world: World) -> No
     ],
 )
 def test_each_job_asks_for_the_use_cases_training_resources(
-    world: World, asked: JobResources | None, request: ResourceRequest
+    world: World, asked: JobResources | None, expected: ResourceRequest
 ) -> None:
     use_case = world.use_case(NPC)
     training = use_case.spec.training.model_copy(update={"resources": asked})
     changed = use_case.model_copy(
         update={"spec": use_case.spec.model_copy(update={"training": training})}
     )
-    assert resource_request(changed) == request
+    assert resource_request(changed) == expected
