@@ -253,4 +253,4 @@ def test_a_job_past_its_deadline_is_cancelled_and_gives_its_cpu_back(
     while local_ray.available_resources().get("CPU", 0.0) < 1.0:
         assert time.monotonic() < deadline, "the cancelled job still holds its CPU"
         time.sleep(0.1)
-    assert [v.version for v in _versions(world)] == [base]
+    assert [str(v.version) for v in _versions(world)] == [base]
