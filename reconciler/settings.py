@@ -5,6 +5,10 @@ Defaults run on one machine with nothing to set up: an embedded MLflow store und
 state folder ``.reconciler/``. ``MLFLOW_TRACKING_URI`` points at a real tracking server
 instead (which then decides where artifacts go), or at another sqlite file, whose artifacts
 are kept in an ``artifacts`` folder beside it; ``RECONCILER_STATE_DIR`` moves the state folder.
+
+Training and evaluation run in this process by default; ``RECONCILER_JOBS=ray`` submits them
+to the Ray cluster at ``RAY_ADDRESS`` (Ray's own variable; unset, a local Ray is started), each
+bounded by ``RECONCILER_JOB_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ GATEWAY_URL_ENV = "RECONCILER_GATEWAY_URL"
 GATEWAY_TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
 # Registered versions' files, shared by the gateway, training and evaluation.
 MODEL_CACHE_DIR = "model-cache"
+# Where training and evaluation jobs run: `local` (this process) or `ray`.
+JOBS_ENV = "RECONCILER_JOBS"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# How long one job may take, queueing included, before it is cancelled as failed.
+JOB_TIMEOUT_ENV = "RECONCILER_JOB_TIMEOUT"
+DEFAULT_JOB_TIMEOUT = "6h"
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,9 @@ class Settings:
     state_dir: Path
     gateway_url: str | None = None
     gateway_token: str | None = field(default=None, repr=False)
+    jobs: str = "local"
+    ray_address: str | None = None
+    job_timeout: str = DEFAULT_JOB_TIMEOUT
 
     @classmethod
     def from_environment(
@@ -50,6 +63,9 @@ class Settings:
             state_dir=state if state.is_absolute() else base / state,
             gateway_url=env.get(GATEWAY_URL_ENV) or None,
             gateway_token=env.get(GATEWAY_TOKEN_ENV) or None,
+            jobs=(env.get(JOBS_ENV) or "local").strip().lower(),
+            ray_address=env.get(RAY_ADDRESS_ENV) or None,
+            job_timeout=env.get(JOB_TIMEOUT_ENV) or DEFAULT_JOB_TIMEOUT,
         )
 
     @property

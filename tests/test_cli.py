@@ -223,16 +223,22 @@ _IMPORT_PROBE = """
 import sys
 from reconciler.cli import main
 code = main(sys.argv[1:])
-heavy = [m for m in ("torch", "transformers", "sentence_transformers", "peft") if m in sys.modules]
+heavy = [
+    m for m in ("torch", "transformers", "sentence_transformers", "peft", "ray") if m in sys.modules
+]
 print("HEAVY=" + ",".join(heavy))
 sys.exit(code)
 """
 
 
 @pytest.mark.parametrize("command", ["validate", "plan"])
-def test_validate_and_plan_never_import_torch(
-    command: str, shipped_repo: Path, isolated_env: dict[str, str]
+def test_validate_and_plan_never_import_torch_or_ray(
+    command: str,
+    shipped_repo: Path,
+    isolated_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("RECONCILER_JOBS", "ray")  # jobs on Ray: still nothing of Ray to plan
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE, command, "--repo", str(shipped_repo)],
         capture_output=True,

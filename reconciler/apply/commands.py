@@ -22,6 +22,7 @@ from reconciler.apply.status import UseCaseStatus, use_case_status
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import ReconcilerError
 from reconciler.health import Health
+from reconciler.jobs.selection import job_runner
 from reconciler.lineage import Alias
 from reconciler.plan import planfile
 from reconciler.plan.model import Plan
@@ -78,7 +79,11 @@ def build_context(
         journal=journal(settings, clock=clock),
         clock=clock,
         builder=MlflowModelBuilder(
-            repo=repo, desired=desired, settings=settings, registry=registry
+            repo=repo,
+            desired=desired,
+            settings=settings,
+            registry=registry,
+            jobs=job_runner(settings),
         ),
         metrics=RequestLogMetrics(request_log_path(settings)),
         report=_EchoReporter(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.digest import digest_of
-from reconciler.spec.model import Constraints, TrainingMethod, UseCase
+from reconciler.spec.model import Constraints, Training, TrainingMethod, UseCase
 
 
 @dataclass(frozen=True)
@@ -98,4 +98,7 @@ def _digested_spec(use_case: UseCase) -> dict[str, Any]:
     for name in Constraints.LATER_FIELDS:
         if constraints.get(name) is None:
             constraints.pop(name, None)
+    # Moving a job to a bigger machine must not throw away its evaluation.
+    for name in Training.NOT_DIGESTED:
+        spec["training"].pop(name, None)
     return spec

@@ -214,12 +214,52 @@ class Retrain(SpecModel):
     max_attempts: int = Field(default=1, ge=1, le=10)
 
 
+def _whole_above_one(value: float, field: str) -> float:
+    # Ray's rule for any resource: fractions share one unit; more than one comes whole.
+    if value > 1 and not float(value).is_integer():
+        raise ValueError(f"{field} above 1 must be a whole number (got {value:g})")
+    return value
+
+
+class JobResources(SpecModel):
+    """What one training or evaluation job asks of the machine that runs it (a Ray task's
+    resource request; the in-process runner has only what its own process has)."""
+
+    cpus: float = Field(default=1, gt=0, le=1024, description="CPU cores (fractions below 1).")
+    gpus: float = Field(default=0, ge=0, le=64, description="GPUs (fractions below 1).")
+    memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        le=65_536,
+        alias="memoryGiB",
+        description="Memory to reserve, in GiB (a scheduling reservation, not a limit).",
+    )
+
+    @field_validator("cpus")
+    @classmethod
+    def _whole_cpus(cls, value: float) -> float:
+        return _whole_above_one(value, "cpus")
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_gpus(cls, value: float) -> float:
+        return _whole_above_one(value, "gpus")
+
+
 class Training(SpecModel):
     method: TrainingMethod = TrainingMethod.NONE
     lora: LoraSettings | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     data: TrainingData = Field(default_factory=TrainingData)
     retrain: Retrain = Field(default_factory=Retrain)
+    resources: JobResources | None = Field(
+        default=None,
+        description="What each training and evaluation job requests when jobs run on Ray "
+        "(RECONCILER_JOBS=ray); left out of every key and digest.",
+    )
+
+    # How the jobs are run, not what is asked of the models: never part of a key or digest.
+    NOT_DIGESTED: ClassVar[tuple[str, ...]] = ("resources",)
 
     @model_validator(mode="after")
     def _settings_match_method(self) -> Training:

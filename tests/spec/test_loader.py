@@ -135,6 +135,27 @@ def test_how_a_use_case_is_run_is_not_what_it_asks_of_its_models(shipped_repo: P
     assert operational.source.digest != before.source.digest
 
 
+def test_job_resources_are_how_a_use_case_is_trained_not_what_it_asks(
+    shipped_repo: Path,
+) -> None:
+    spec = shipped_repo / "desired_state/npc-dialogue.yaml"
+    before = load_desired_state(shipped_repo).state
+    spec.write_text(
+        spec.read_text().replace(
+            "    retrain: {maxAttempts: 2}\n",
+            "    retrain: {maxAttempts: 2}\n    resources: {cpus: 4, gpus: 1, memoryGiB: 16}\n",
+        )
+    )
+    bigger = load_desired_state(shipped_repo).state
+    assert before is not None and bigger is not None
+    resources = bigger.use_case("npc-dialogue").spec.training.resources
+    assert resources is not None and (resources.cpus, resources.gpus) == (4, 1)
+    assert resources.memory_gib == 16
+    # Moving training to a GPU node neither retrains nor throws away an evaluation.
+    assert bigger.identities["npc-dialogue"] == before.identities["npc-dialogue"]
+    assert bigger.source.digest != before.source.digest
+
+
 def test_unknown_ref_and_missing_folder_are_source_errors(
     git_repo: git.Repo, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler.spec.durations import duration_seconds
-from reconciler.spec.model import Rollout, Training, TrainingMethod
+from reconciler.spec.model import JobResources, Rollout, Training, TrainingMethod
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,14 @@ def test_models_are_frozen() -> None:
     rollout = Rollout()
     with pytest.raises(ValidationError):
         rollout.bake_time = "1m"  # type: ignore[misc]
+
+
+def test_job_resources_follow_rays_rules() -> None:
+    assert JobResources() == JobResources(cpus=1, gpus=0)
+    assert JobResources.model_validate({"cpus": 0.5, "gpus": 0.25, "memoryGiB": 1.5}).memory_gib
+    with pytest.raises(ValidationError, match="gpus above 1 must be a whole number"):
+        JobResources.model_validate({"gpus": 1.5})
+    with pytest.raises(ValidationError, match="greater than 0"):
+        JobResources.model_validate({"cpus": 0})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        JobResources.model_validate({"memory": 4})
