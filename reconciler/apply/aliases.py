@@ -137,12 +137,13 @@ def rollback(
     registry.set_version_tag(run.model_name, rejected, lineage.REJECTED, reason)
     registry.set_version_tag(run.model_name, rejected, lineage.REJECTED_DIGEST, run.identity.digest)
     write_routes(run, [Route(restore, 100)])
-    set_aliases(
-        run,
-        {Alias.CHAMPION.value: restore, Alias.CHALLENGER.value: None},
-        cause=cause,
-        detail=detail,
-    )
+    wanted: dict[str, str | None] = {Alias.CHAMPION.value: restore, Alias.CHALLENGER.value: None}
+    model = run.model()
+    if model is not None and model.aliases.get(Alias.PREVIOUS.value) == restore:
+        # Restored from `previous`: it is champion now, not its own fallback (and the rejected
+        # version must not become one), so a second rollback finds nothing rather than itself.
+        wanted[Alias.PREVIOUS.value] = None
+    set_aliases(run, wanted, cause=cause, detail=detail)
     rollout = run.context.journal.rollout(run.name)
     if (
         rollout is not None
