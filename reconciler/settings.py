@@ -5,6 +5,11 @@ Defaults run on one machine with nothing to set up: an embedded MLflow store und
 state folder ``.reconciler/``. ``MLFLOW_TRACKING_URI`` points at a real tracking server
 instead (which then decides where artifacts go), or at another sqlite file, whose artifacts
 are kept in an ``artifacts`` folder beside it; ``RECONCILER_STATE_DIR`` moves the state folder.
+
+``RECONCILER_DATABASE_URL`` says where the live state is (route table, request log, journal,
+locks, violations): by default ``sqlite:///`` ``state.db`` in the state folder, one host's;
+``postgresql://…`` for a store that gateway replicas and reconcilers on several hosts share.
+It may carry a password, so it is never part of a repr.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
 # A running gateway to read the route table from, where the state folder is not at hand.
 GATEWAY_URL_ENV = "RECONCILER_GATEWAY_URL"
 GATEWAY_TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
+DATABASE_URL_ENV = "RECONCILER_DATABASE_URL"
+DATABASE_FILE = "state.db"
 # Registered versions' files, shared by the gateway, training and evaluation.
 MODEL_CACHE_DIR = "model-cache"
 
@@ -32,6 +39,8 @@ class Settings:
     state_dir: Path
     gateway_url: str | None = None
     gateway_token: str | None = field(default=None, repr=False)
+    # Empty: the default, `state.db` in the state folder (see `database`).
+    database_url: str = field(default="", repr=False)
 
     @classmethod
     def from_environment(
@@ -44,6 +53,7 @@ class Settings:
         registry = env.get(REGISTRY_URI_ENV) or tracking
         state = Path(env.get(STATE_DIR_ENV) or base / ".reconciler")
         return cls(
+            database_url=env.get(DATABASE_URL_ENV) or "",
             tracking_uri=tracking,
             registry_uri=registry,
             artifact_root=_artifact_root(tracking, base) or mlruns / "artifacts",
@@ -53,8 +63,9 @@ class Settings:
         )
 
     @property
-    def traffic_db(self) -> Path:
-        return self.state_dir / "traffic.db"
+    def database(self) -> str:
+        """The state store's URL: the setting, or SQLite in the state folder."""
+        return self.database_url or f"sqlite:///{self.state_dir / DATABASE_FILE}"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -14,7 +14,7 @@ import click
 from reconciler.apply.context import ApplyContext, Reporter, UseCaseRun
 from reconciler.apply.guardrail_watch import WatchFinding
 from reconciler.apply.journal import Cause, Journal
-from reconciler.apply.locks import use_case_lock
+from reconciler.apply.locks import locks_for
 from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.status import UseCaseStatus, use_case_status
 from reconciler.clock import SYSTEM_CLOCK, Clock
@@ -29,14 +29,13 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.rollout.state import Control
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
-
-JOURNAL_FILE = "journal.db"
 
 
 def journal(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Journal:
     settings = settings or Settings.from_environment()
-    return Journal(settings.state_dir / JOURNAL_FILE, clock=clock)
+    return Journal(StateDatabase.of(settings), clock=clock)
 
 
 def _load(repo: Path, ref: str | None) -> DesiredState:
@@ -59,21 +58,23 @@ def build_context(
 ) -> ApplyContext:
     from reconciler.apply.model_builder import MlflowModelBuilder
     from reconciler.apply.request_log_metrics import RequestLogMetrics
-    from reconciler.gateway.config import request_log_path
 
     registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
+    database = StateDatabase.of(settings)
     return ApplyContext(
         repo=repo,
         state_dir=settings.state_dir,
         desired=desired,
         registry=registry,
-        traffic=TrafficStore(settings.traffic_db),
-        journal=journal(settings, clock=clock),
+        database=database,
+        locks=locks_for(database, settings.state_dir),
+        traffic=TrafficStore(database, clock=clock),
+        journal=Journal(database, clock=clock),
         clock=clock,
         builder=MlflowModelBuilder(
             repo=repo, desired=desired, settings=settings, registry=registry
         ),
-        metrics=RequestLogMetrics(request_log_path(settings)),
+        metrics=RequestLogMetrics(database),
         report=_EchoReporter(),
         time_scale=time_scale,
         drive_rollouts=drive_rollouts,
@@ -161,12 +162,13 @@ def collect_status(repo: Path, ref: str | None) -> list[UseCaseStatus]:
         from reconciler.traffic.remote import unservable_targets
 
         unservable = unservable_targets(settings.gateway_url)
+    database = StateDatabase.of(settings)
     return use_case_status(
         made.desired,
         made.observed,
         made.plan,
-        journal(settings),
-        state_dir=settings.state_dir,
+        Journal(database),
+        locks=locks_for(database, settings.state_dir),
         unservable=unservable,
     )
 
@@ -202,7 +204,7 @@ def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
     spec = desired.use_case(use_case)
     context = build_context(repo, desired, settings)
     run = UseCaseRun(context, spec, desired.identities[use_case])
-    with use_case_lock(settings.state_dir, use_case):
+    with context.locks.hold(use_case):
         model = run.model()
         if model is None:
             raise ReconcilerError(f"{spec.spec.registered_model} is not registered yet")

@@ -52,6 +52,7 @@ def _prepare(root: Path, tiny_model: Path) -> tuple[Path, Settings]:
 def _register_and_route(repo: Path, settings: Settings) -> None:
     from reconciler.observe.state import Route
     from reconciler.spec.loader import load_desired_state
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore, Writer
     from reconciler.training.registration import register_base
 
@@ -61,7 +62,7 @@ def _register_and_route(repo: Path, settings: Settings) -> None:
     version = register_base(
         use_case, desired.identities[PROVIDER_MODEL], desired, repo=repo, settings=settings
     )
-    store = TrafficStore(settings.traffic_db)
+    store = TrafficStore(StateDatabase.of(settings))
     if [r.version for r in store.read(PROVIDER_MODEL).routes] != [version]:
         store.write(PROVIDER_MODEL, [Route(version, 100)], writer=Writer.RECONCILER)
 
