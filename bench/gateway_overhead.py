@@ -75,6 +75,7 @@ def _prepare_world(root: Path) -> dict[str, str]:
     from mlflow import MlflowClient
 
     from reconciler.observe.state import Route
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore, Writer
 
     tracking = f"sqlite:///{root / 'mlflow.db'}"
@@ -85,7 +86,7 @@ def _prepare_world(root: Path) -> dict[str, str]:
             client.create_model_version(
                 name, source=str(root / "none"), tags={"reconciler.role": "external"}
             )
-        TrafficStore(root / "state" / "traffic.db").write(
+        TrafficStore(StateDatabase(f"sqlite:///{root / 'state' / 'state.db'}")).write(
             name, [Route("1", 50), Route("2", 50)], writer=Writer.RECONCILER
         )
     (root / "repo" / "desired_state").mkdir(parents=True)

@@ -75,13 +75,18 @@ def time_plan(url: str, repo: Path, state_dir: Path) -> dict[str, float]:
     from reconciler.plan.diff import diff
     from reconciler.registry.mlflow_registry import MlflowRegistry
     from reconciler.spec.loader import load_desired_state
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore
 
     started = time.perf_counter()
     state = load_desired_state(repo).state
     assert state is not None
     loaded = time.perf_counter()
-    observed = observe(state, MlflowRegistry(url), TrafficStore(state_dir / "traffic.db"))
+    observed = observe(
+        state,
+        MlflowRegistry(url),
+        TrafficStore(StateDatabase(f"sqlite:///{state_dir / 'state.db'}")),
+    )
     observed_at = time.perf_counter()
     plan = diff(state, observed)
     done = time.perf_counter()

@@ -9,6 +9,7 @@ deployment's does. initdb refuses to run as root: as root, every server command 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -146,9 +147,8 @@ def postgres_server(*, settings: Sequence[str] = FAST_SETTINGS) -> Iterator[Post
         try:
             yield server
         finally:
-            try:
+            # Already stopped, maybe: a restart test that ended with it down.
+            with contextlib.suppress(RuntimeError):
                 server.stop("immediate")
-            except RuntimeError:
-                pass  # already stopped (a restart test that ended with it down)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.mlflow_process import mlflow_server
+from bench.postgres_process import PostgresServer, postgres_server
+from reconciler.state_store.database import StateDatabase
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +84,45 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-base") / "tiny-base"
     texts = shipped_dataset_texts(PROJECT_ROOT / "desired_state" / "datasets")
     return build_tiny_model(folder, extra_texts=texts)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (the system's binaries) for the whole session; started only
+    when a test asks for it."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL (with its password) of a new, empty database of its own for this test; the
+    database is dropped afterwards, sessions still open on it included."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = postgres.create_database(name)
+    try:
+        yield url
+    finally:
+        StateDatabase.dispose_all()
+        postgres.drop_database(name)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state store's URL on each backend in turn: SQLite in the state folder (the
+    default), then a PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def state_database(state_url: str) -> Iterator[StateDatabase]:
+    database = StateDatabase(state_url)
+    try:
+        yield database
+    finally:
+        database.dispose()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,10 +29,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from sqlalchemy import select
 
 from reconciler import lineage
 from reconciler.apply.context import ApplyContext, Reporter
 from reconciler.apply.journal import Journal
+from reconciler.apply.locks import locks_for
 from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.request_log_metrics import RequestLogMetrics
 from reconciler.child_process import free_port, wait_until_serving
@@ -52,6 +53,8 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.rollout.analysis import AnalysisOutcome, Metric
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import BuildingNotExpected
 
@@ -81,6 +84,7 @@ class LiveWorld:
     desired: DesiredState
     settings: Settings
     registry: MlflowRegistry
+    database: StateDatabase
     traffic: TrafficStore
     journal: Journal
     lines: list[str]
@@ -91,11 +95,13 @@ class LiveWorld:
             state_dir=self.settings.state_dir,
             desired=self.desired,
             registry=self.registry,
+            database=self.database,
+            locks=locks_for(self.database, self.settings.state_dir),
             traffic=self.traffic,
             journal=self.journal,
             clock=SYSTEM_CLOCK,
             builder=BuildingNotExpected(),
-            metrics=RequestLogMetrics(self.settings.state_dir / "requests.db"),
+            metrics=RequestLogMetrics(self.database),
             report=Reporter(self.lines),
             time_scale=TIME_SCALE,
             control_poll_seconds=0.5,
@@ -122,13 +128,12 @@ class LiveWorld:
 
     def logged(self, version: str) -> list[tuple[str, str, str]]:
         """(status, guardrail decision, output) of every live request `version` served."""
-        with sqlite3.connect(self.settings.state_dir / "requests.db") as db:
-            rows = db.execute(
-                "SELECT status, guardrail, COALESCE(output, '') FROM requests "
-                "WHERE use_case = ? AND model_version = ? AND shadow = 0",
-                (USE_CASE, version),
-            ).fetchall()
-        return [(str(s), str(g), str(o)) for s, g, o in rows]
+        log = schema.requests
+        query = select(log.c.status, log.c.guardrail, log.c.output).where(
+            log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(False)
+        )
+        rows = self.database.read(lambda db: db.execute(query).all())
+        return [(str(s), str(g), str(o or "")) for s, g, o in rows]
 
 
 # Rollout settings a test may ask for, written into story-generation's spec.
@@ -181,11 +186,10 @@ def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary"
     client.set_registered_model_tag(
         USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "1"})
     )
-    traffic = TrafficStore(settings.traffic_db)
+    database = StateDatabase.of(settings)
+    traffic = TrafficStore(database)
     traffic.write(USE_CASE, [Route("1", 100)], writer=Writer.RECONCILER)
-    return LiveWorld(
-        desired, settings, registry, traffic, Journal(settings.state_dir / "journal.db"), []
-    )
+    return LiveWorld(desired, settings, registry, database, traffic, Journal(database), [])
 
 
 @pytest.fixture
@@ -202,7 +206,7 @@ def live(
     model, _, rollout = str(request.param).partition("+")
     world = _world(shipped_repo, tmp_path, model, rollout or "canary")
     guard = PolicyOutputGuard.from_desired_state(
-        world.desired, store=ViolationStore(world.settings.state_dir), base_path=shipped_repo
+        world.desired, store=ViolationStore(world.database), base_path=shipped_repo
     )
     config = GatewayConfig.from_settings(
         world.settings, port=free_port(), repo=shipped_repo, route_poll_seconds=0.1
@@ -257,7 +261,7 @@ def test_a_model_the_guardrails_block_is_rolled_back_unseen(live: LiveWorld) -> 
     served = live.logged("2")
     assert served and all(decision != "pass" for _, decision, _ in served)
     assert all(output != HARMFUL_LINE for _, _, output in served)  # no player read it
-    assert ViolationStore(live.settings.state_dir).report(USE_CASE).by_version.get("2", 0) > 0
+    assert ViolationStore(live.database).report(USE_CASE).by_version.get("2", 0) > 0
 
 
 @pytest.mark.integration
@@ -274,12 +278,11 @@ def test_a_model_whose_provider_fails_is_rolled_back(live: LiveWorld) -> None:
 
 def _mirrored(world: LiveWorld, version: str) -> list[tuple[str, str | None]]:
     """(status, the live request it copies) of every shadow copy `version` answered."""
-    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
-        rows = db.execute(
-            "SELECT status, mirror_of FROM requests WHERE use_case = ? AND model_version = ? "
-            "AND shadow = 1",
-            (USE_CASE, version),
-        ).fetchall()
+    log = schema.requests
+    query = select(log.c.status, log.c.mirror_of).where(
+        log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(True)
+    )
+    rows = world.database.read(lambda db: db.execute(query).all())
     return [(str(s), m) for s, m in rows]
 
 
@@ -350,9 +353,8 @@ def test_blue_green_failing_in_preview_never_takes_live_traffic(live: LiveWorld)
 
 
 def _live_times(world: LiveWorld, version: str) -> list[float]:
-    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
-        rows = db.execute(
-            "SELECT ts FROM requests WHERE use_case = ? AND model_version = ? AND shadow = 0",
-            (USE_CASE, version),
-        ).fetchall()
-    return [float(ts) for (ts,) in rows]
+    log = schema.requests
+    query = select(log.c.ts).where(
+        log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(False)
+    )
+    return [float(ts) for ts in world.database.read(lambda db: list(db.scalars(query)))]

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 from reconciler.child_process import free_port, wait_until_serving
+from reconciler.settings import DATABASE_FILE
+from reconciler.state_store.database import StateDatabase
 
 ADMIN_TOKEN = "test-admin-token-5f2c"
 PROVIDER_KEY = "provider-key-for-tests"
@@ -37,8 +39,13 @@ class World:
     state_dir: Path
 
     @property
-    def request_log(self) -> Path:
-        return self.state_dir / "requests.db"
+    def state_db(self) -> Path:
+        """The SQLite state store the gateway keeps its routes and request log in."""
+        return self.state_dir / DATABASE_FILE
+
+    @property
+    def database(self) -> StateDatabase:
+        return StateDatabase(f"sqlite:///{self.state_db}")
 
 
 @dataclass(frozen=True)
