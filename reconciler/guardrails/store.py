@@ -127,9 +127,11 @@ class ViolationStore:
         ]
 
         def store(db: Connection) -> int:
+            table = schema.violations
             stored = 0
-            for row in rows:  # one by one: each says whether it was new
-                stored += db.execute(insert_unless_present(db, schema.violations), row).rowcount
+            for row in rows:  # one by one: each says whether it was new (a row back) or not
+                inserted = insert_unless_present(db, table).returning(table.c.id)
+                stored += len(db.execute(inserted, row).all())
             return stored
 
         return int(self.database.write(store))

@@ -126,10 +126,15 @@ class StateDatabase:
         return url.render_as_string(hide_password=False)
 
     def exists(self) -> bool:
-        """False only for a SQLite file nobody created yet: readers then see an empty store
-        without creating one (a `plan` leaves no file behind)."""
+        """False only for a SQLite file nobody created yet (nor the files of 0.1 it would
+        import): readers then see an empty store without creating one (a `plan` leaves no
+        file behind)."""
+        from reconciler.state_store.migrations import FILES_OF_0_1
+
         path = self.url.sqlite_path
-        return path is None or path.exists()
+        if path is None or path.exists():
+            return True
+        return any((path.parent / name).exists() for name in FILES_OF_0_1)
 
     # -- transactions -----------------------------------------------------------------------
 

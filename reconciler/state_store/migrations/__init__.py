@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from reconciler.state_store.database import StateDatabase
 
 HERE = Path(__file__).resolve().parent
+# The per-store files of 0.1 that revision 0002 imports from the folder of a SQLite store.
+FILES_OF_0_1 = ("traffic.db", "requests.db", "journal.db", "violations.db")
 
 
 def _config(connection: Connection | None = None) -> Config:
