@@ -42,6 +42,14 @@ _WARM_UP_TEXT = "Welcome to the inn, traveller. The road north is safe today."
     help="Request-log rows older than this are deleted.",
 )
 @click.option(
+    "--route-poll-seconds",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="How often the route table is read. On a PostgreSQL store (RECONCILER_DATABASE_URL) "
+    "changes are also pushed to every replica at once (LISTEN/NOTIFY); polling is the fallback.",
+)
+@click.option(
     "--no-guardrails",
     is_flag=True,
     help="Do not check outputs inline against the guardrail policies the use cases list "
@@ -56,6 +64,7 @@ def gateway_command(
     repo: Path,
     max_loaded_models: int,
     retention_days: float,
+    route_poll_seconds: float,
     no_guardrails: bool,
     access_log: bool,
     verbose: bool,
@@ -87,6 +96,7 @@ def gateway_command(
         repo=repo,
         max_loaded_models=max_loaded_models,
         retention_days=retention_days,
+        route_poll_seconds=route_poll_seconds,
     )
     guard, guarding = (None, "off (--no-guardrails)")
     if not no_guardrails:

@@ -83,6 +83,30 @@ def gateway_process(
     """`reconciler gateway` as its own process, the way an operator starts it; yields its URL.
 
     Its output goes to `gateway.log` in `state_dir`'s parent, which a failed start shows."""
+    with gateway_and_process(
+        repo=repo,
+        tracking_uri=tracking_uri,
+        state_dir=state_dir,
+        cwd=cwd,
+        env=env,
+        args=args,
+        timeout=timeout,
+    ) as (url, _):
+        yield url
+
+
+@contextmanager
+def gateway_and_process(
+    *,
+    repo: Path,
+    tracking_uri: str,
+    state_dir: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 120.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gateway_process`, yielding the process too (a test that kills it)."""
     port = free_port()
     environ = {
         **os.environ,
@@ -106,6 +130,6 @@ def gateway_process(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_serving(f"{url}/healthz", process, timeout=timeout, log=log_path)
-            yield url
+            yield url, process
         finally:
             stop_process(process)
