@@ -6,11 +6,30 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.lineage import Alias
 from reconciler.observe.state import ObservedState
 from reconciler.plan.diff import diff
-from reconciler.plan.model import Action, Change, Plan, PlanSource
+from reconciler.plan.model import (
+    NEW_BASE,
+    NEW_VERSION,
+    Action,
+    AliasesBefore,
+    Change,
+    EvaluateAfter,
+    EvaluateChange,
+    Plan,
+    PlanSource,
+    PromoteAfter,
+    PromoteChange,
+    ReasonCode,
+    RegisterAfter,
+    RegisterChange,
+    TrainAfter,
+    TrainChange,
+)
 from reconciler.plan.render import COMMENT_LIMIT, render_json, render_markdown, render_text
 from reconciler.spec.loader import load_desired_state
+from reconciler.spec.model import ModelSource, TrainingMethod
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +86,40 @@ def test_summary_counts_agree_in_number() -> None:
     assert line.startswith("Plan: ") and " in 1 use case (" in line, line
 
 
+def _change(action: Action, use_case: str, reason: str) -> Change:
+    """A typed change of `action` with a minimal payload."""
+    common = {"use_case": use_case, "reason": reason}
+    if action is Action.REGISTER:
+        after = RegisterAfter(
+            registered_model=use_case,
+            source=ModelSource.LOCAL,
+            reference="models/tiny",
+            license="mit",
+            role="base",
+            key=f"sha256:{use_case}",
+        )
+        return RegisterChange(**common, code=ReasonCode.NEW_REGISTERED_MODEL, after=after)
+    if action is Action.TRAIN:
+        trained = TrainAfter(
+            key=f"sha256:{use_case}-trained",
+            base_key=f"sha256:{use_case}",
+            base_version=NEW_BASE,
+            method=TrainingMethod.LORA,
+            datasets=[],
+            historical_logs=False,
+        )
+        return TrainChange(**common, code=ReasonCode.NOT_TRAINED, after=trained)
+    if action is Action.EVALUATE:
+        judged = EvaluateAfter(candidate=NEW_VERSION, baseline=None, thresholds={}, digest="d")
+        return EvaluateChange(**common, code=ReasonCode.NOT_EVALUATED, after=judged)
+    return PromoteChange(
+        **common,
+        code=ReasonCode.FIRST_CHAMPION,
+        before=AliasesBefore(aliases={Alias.CHAMPION: None}),
+        after=PromoteAfter(aliases={Alias.CHAMPION: NEW_VERSION}),
+    )
+
+
 def _large_plan(
     use_cases: int,
     actions: tuple[Action, ...] = (Action.REGISTER, Action.TRAIN, Action.EVALUATE, Action.PROMOTE),
@@ -76,12 +129,7 @@ def _large_plan(
         repo=".", ref=None, commit="c" * 40, dirty=False, digest="sha256:" + "d" * 64
     )
     changes = tuple(
-        Change(
-            use_case=f"use-case-{n:04d}",
-            action=action,
-            reason=f"{action.value} for use case {n}: " + "why " * 40,
-            after={"version": str(n)},
-        )
+        _change(action, f"use-case-{n:04d}", f"{action.value} for use case {n}: " + "why " * 40)
         for n in range(use_cases)
         for action in actions
     )
