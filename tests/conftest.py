@@ -69,10 +69,22 @@ def isolated_env(
     return env
 
 
-@pytest.fixture(scope="session")
-def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 for the whole session."""
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+MLFLOW_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session", params=MLFLOW_BACKENDS)
+def mlflow_server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 for the whole session, once over a sqlite backend
+    store and once over PostgreSQL (its own database on the session's server), artifacts in
+    a separate folder each time: the tests that use it run against both."""
+    root = tmp_path_factory.mktemp(f"mlflow-server-{request.param}")
+    backend = None
+    if request.param == "postgresql":
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        backend = postgres.create_database("mlflow_server")
+    with mlflow_server(root, backend_store_uri=backend) as url:
         yield url
 
 

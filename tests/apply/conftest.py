@@ -35,11 +35,17 @@ def world(
     shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str, state_url: str
 ) -> Iterator[World]:
     """npc-dialogue: version 2 is champion with all traffic; 3 is the evaluated candidate."""
-    desired = load_desired_state(shipped_repo).state
+    made = seeded_world(shipped_repo, tmp_path, fresh_sqlite_store, state_url)
+    yield made
+    made.database.dispose()
+
+
+def seeded_world(repo: Path, root: Path, tracking_uri: str, state_url: str) -> World:
+    """The world of `world`, on the MLflow store and the state store given."""
+    desired = load_desired_state(repo).state
     assert desired is not None
     identity = desired.identities[USE_CASE]
-    uri = fresh_sqlite_store
-    registry = MlflowRegistry(uri)
+    registry = MlflowRegistry(tracking_uri)
     client: MlflowClient = registry.client
     client.create_registered_model(USE_CASE)
     for key, tags in [
@@ -60,15 +66,15 @@ def world(
     client.set_registered_model_tag(
         USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "2"})
     )
-    state_dir = tmp_path / "state"
+    state_dir = root / "state"
     clock = ManualClock()
     database = StateDatabase(state_url)
     traffic = TrafficStore(database, clock=clock)
     traffic.write(USE_CASE, [Route("2", 100)], writer=Writer.RECONCILER)
-    yield World(
-        repo=shipped_repo,
+    return World(
+        repo=repo,
         state_dir=state_dir,
-        tracking_uri=uri,
+        tracking_uri=tracking_uri,
         database_url=state_url,
         desired=desired,
         registry=registry,
@@ -78,7 +84,6 @@ def world(
         journal=Journal(database, clock=clock),
         clock=clock,
     )
-    database.dispose()
 
 
 @pytest.fixture

@@ -61,7 +61,9 @@ class LoadBalancer:
         self._turns = itertools.cycle(range(10_000))
 
     def start(self) -> LoadBalancer:
-        self._threads = [threading.Thread(target=self._play, daemon=True) for _ in range(self.workers)]
+        self._threads = [
+            threading.Thread(target=self._play, daemon=True) for _ in range(self.workers)
+        ]
         for thread in self._threads:
             thread.start()
         return self
