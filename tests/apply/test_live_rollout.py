@@ -14,6 +14,10 @@ from the gateway's own request log:
   against the champion's answers to the same requests, before any player sees it;
 - blue-green: judged on mirrored traffic, then all traffic at once with the old champion kept
   warm, judged again, and only then the old champion released.
+
+The canary, guardrail and shadow cases run on both state stores: SQLite in the state folder
+(the default) and a PostgreSQL database (`RECONCILER_DATABASE_URL`) holding the gateway's
+request log, the analysis windows read from it, mirrored copies and violations.
 """
 
 from __future__ import annotations
@@ -148,7 +152,9 @@ ROLLOUTS = {
 }
 
 
-def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary") -> LiveWorld:
+def _world(
+    repo: Path, root: Path, candidate_model: str, rollout: str = "canary", database_url: str = ""
+) -> LiveWorld:
     """Champion 1 (an older provider model), candidate 2 (`candidate_model`, evaluated)."""
     spec = repo / "desired_state" / "story-generation.yaml"
     text = spec.read_text().replace("id: narrator-large", f"id: {candidate_model}")
@@ -160,7 +166,12 @@ def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary"
     identity = desired.identities[USE_CASE]
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     settings = Settings.from_environment(
-        {"MLFLOW_TRACKING_URI": uri, "RECONCILER_STATE_DIR": str(root / "state")}, cwd=root
+        {
+            "MLFLOW_TRACKING_URI": uri,
+            "RECONCILER_STATE_DIR": str(root / "state"),
+            "RECONCILER_DATABASE_URL": database_url,
+        },
+        cwd=root,
     )
     registry = MlflowRegistry(uri)
     client: MlflowClient = registry.client
@@ -192,19 +203,34 @@ def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary"
     return LiveWorld(desired, settings, registry, database, traffic, Journal(database), [])
 
 
+# The tests that run on both state stores: the gateway's request log, the analysis windows,
+# mirrored copies and guardrail violations then live in PostgreSQL as on a shared store.
+BOTH_STORES = pytest.mark.parametrize("state_store", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def state_store(request: pytest.FixtureRequest) -> str:
+    """RECONCILER_DATABASE_URL for the live world: empty (the default, SQLite in the state
+    folder), or a PostgreSQL database of the test's own when it asks for both stores."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def live(
     request: pytest.FixtureRequest,
     shipped_repo: Path,
     tmp_path: Path,
     provider_url: str,
+    state_store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[LiveWorld]:
     """The world for the candidate model the test names, with players on a real gateway."""
     monkeypatch.setenv("STORY_PROVIDER_BASE_URL", provider_url)
     monkeypatch.setenv("STORY_PROVIDER_API_KEY", "sk-test-not-a-real-key")
     model, _, rollout = str(request.param).partition("+")
-    world = _world(shipped_repo, tmp_path, model, rollout or "canary")
+    world = _world(shipped_repo, tmp_path, model, rollout or "canary", state_store)
     guard = PolicyOutputGuard.from_desired_state(
         world.desired, store=ViolationStore(world.database), base_path=shipped_repo
     )
@@ -238,6 +264,7 @@ def _apply(world: LiveWorld) -> Health:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-next"], indirect=True)
+@BOTH_STORES
 def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> None:
     assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
 
@@ -251,6 +278,7 @@ def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> N
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-harmful"], indirect=True)
+@BOTH_STORES
 def test_a_model_the_guardrails_block_is_rolled_back_unseen(live: LiveWorld) -> None:
     assert _apply(live) is Health.DEGRADED
 
@@ -288,6 +316,7 @@ def _mirrored(world: LiveWorld, version: str) -> list[tuple[str, str | None]]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-next+shadow"], indirect=True)
+@BOTH_STORES
 def test_a_shadow_phase_judges_answers_to_the_same_live_prompts_first(live: LiveWorld) -> None:
     assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
 
