@@ -49,6 +49,16 @@ _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 _SQLITE_BUSY_MS = 30_000
 _BEGIN_OPTION = "reconciler_sqlite_begin"
+# A server that answered and refused us (wrong password, unknown role or database, no
+# pg_hba.conf entry) will refuse again: that is reported at once, not waited out as an
+# outage. libpq reports these at connect time without a SQLSTATE, so its wording tells.
+_REFUSALS = (
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
 
 
 class StateStoreUnreachableError(StateStoreError):
@@ -163,6 +173,8 @@ class StateDatabase:
         """Whether `error` says the server could not be reached or dropped the connection
         (worth trying again), rather than that the statement was wrong."""
         if not self.is_postgresql or not isinstance(error, DBAPIError):
+            return False
+        if any(refusal in str(error.orig) for refusal in _REFUSALS):
             return False
         return bool(error.connection_invalidated) or isinstance(error, OperationalError)
 

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 from reconciler.apply.journal import Cause, Journal, OperationStatus
+from reconciler.clock import ManualClock
 from reconciler.errors import StateStoreError
 from reconciler.gateway.log_queries import read_exchanges, window_metrics
 from reconciler.guardrails.store import ViolationStore
@@ -307,11 +308,15 @@ def test_processes_starting_together_migrate_once(state_url: str) -> None:
 def test_credentials_never_appear_in_what_is_shown(postgres_url: str) -> None:
     password = postgres_url.split(":")[2].split("@", maxsplit=1)[0]
     wrong = postgres_url.replace(f":{password}@", ":not-the-password-4f1e@")
-    database = StateDatabase(wrong, retry_seconds=0)
+    clock = ManualClock()
+    database = StateDatabase(wrong, clock=clock)  # waits out an outage, by default
     assert password not in repr(database) and "not-the-password" not in repr(database)
     with pytest.raises(StateStoreError) as refused:
         TrafficStore(database).read("npc")
     assert "password authentication failed" in str(refused.value)
+    # A refusal is no outage: reported at once, not retried for half a minute.
+    assert database.retried == 0 and clock.slept == []
+    assert "unreachable" not in str(refused.value)
     assert "not-the-password-4f1e" not in str(refused.value)
     assert "***@127.0.0.1" in str(refused.value)
     assert password not in repr(DatabaseUrl.parse(postgres_url))
