@@ -18,11 +18,12 @@ from reconciler.child_process import free_port, wait_until_serving
 
 @contextmanager
 def mlflow_server(
-    root: Path, *, backend_store_uri: str | None = None, timeout: float = 90.0
+    root: Path, *, backend_store_uri: str | None = None, timeout: float = 180.0
 ) -> Iterator[str]:
     """A tracking server over `backend_store_uri` (default: a fresh sqlite store under
     `root`), artifacts under `root`; yields its URL. A `postgresql://` URI is served through
-    psycopg 3, the driver the reconciler itself uses."""
+    psycopg 3, the driver the reconciler itself uses. `timeout` covers MLflow migrating an
+    empty store on a busy machine; a server that is up is found as soon as it answers."""
     root.mkdir(parents=True, exist_ok=True)
     backend = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
     if backend.startswith("postgresql://"):
