@@ -7,7 +7,8 @@ version), on a sample of the same models, so the figures compare on this machine
 
 Two points by default, each on a fresh server: 200 use cases and 2,000, 20 versions each.
 Planning must stay about one registry request per use case at both, and its time grow no
-faster than the number of use cases.
+faster than the number of use cases. Creating the 2,000-use-case registry through the REST
+API is most of the run (about 20 minutes on two busy cores); `--points 200x20` skips it.
 
 Usage: python bench/plan_scale.py [--points 200x20 2000x20] [--mlflow-backend sqlite]
 The last line printed is one JSON object of the figures: the largest point's at the top
