@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.child_process import wait_until_serving
-from reconciler.settings import Settings
+from reconciler.settings import DATABASE_URL_ENV, Settings
 
 PROVIDER_MODEL = "narrator-large"
 _USE_CASE = f"""apiVersion: reconciler/v1
@@ -77,6 +77,9 @@ def running_provider(root: Path, tiny_model: Path, port: int) -> Iterator[str]:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "RECONCILER_STATE_DIR": str(settings.state_dir),
     }
+    # The provider is a service of its own: its routes are in its state folder's store, never
+    # in the shared one the demo may be pointed at.
+    env.pop(DATABASE_URL_ENV, None)
     log = (root / "provider.log").open("ab")
     process = subprocess.Popen(
         [
