@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -57,17 +58,27 @@ GAME_LINES = ROOT / "tests" / "guardrails" / "data" / "labelled_outputs.jsonl"
 
 
 @contextmanager
-def _process(command: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    try:
-        wait_until_serving(ready_url, process)
-        yield
-    finally:
-        process.terminate()
+def serving_process(
+    command: list[str], ready_url: str, env: dict[str, str], log: Path | None = None
+) -> Iterator[None]:
+    """`command` serving until the block ends; its output to `log` (default: stdout dropped,
+    stderr shown)."""
+    with open(log, "ab") if log else contextlib.nullcontext() as output:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=output or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if output else None,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            wait_until_serving(ready_url, process, log=log)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _prepare_world(root: Path) -> dict[str, str]:
@@ -75,6 +86,7 @@ def _prepare_world(root: Path) -> dict[str, str]:
     from mlflow import MlflowClient
 
     from reconciler.observe.state import Route
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore, Writer
 
     tracking = f"sqlite:///{root / 'mlflow.db'}"
@@ -85,7 +97,7 @@ def _prepare_world(root: Path) -> dict[str, str]:
             client.create_model_version(
                 name, source=str(root / "none"), tags={"reconciler.role": "external"}
             )
-        TrafficStore(root / "state" / "traffic.db").write(
+        TrafficStore(StateDatabase(f"sqlite:///{root / 'state' / 'state.db'}")).write(
             name, [Route("1", 50), Route("2", 50)], writer=Writer.RECONCILER
         )
     (root / "repo" / "desired_state").mkdir(parents=True)
@@ -99,7 +111,7 @@ def _prepare_world(root: Path) -> dict[str, str]:
 Call = Callable[[], Awaitable[None]]
 
 
-async def _measure(call: Call, *, requests: int, concurrency: int) -> tuple[float, list[float]]:
+async def measure(call: Call, *, requests: int, concurrency: int) -> tuple[float, list[float]]:
     """(requests per second, per-request latencies in ms) of `requests` calls."""
     latencies: list[float] = []
     semaphore = asyncio.Semaphore(concurrency)
@@ -121,9 +133,9 @@ def _quantile(values: list[float], fraction: float) -> float:
 
 
 async def _bench_target(name: str, call: Call, args: argparse.Namespace) -> dict[str, float]:
-    await _measure(call, requests=min(200, args.requests), concurrency=args.concurrency)  # warm
-    _, sequential = await _measure(call, requests=args.sequential, concurrency=1)
-    rps, _ = await _measure(call, requests=args.requests, concurrency=args.concurrency)
+    await measure(call, requests=min(200, args.requests), concurrency=args.concurrency)  # warm
+    _, sequential = await measure(call, requests=args.sequential, concurrency=1)
+    rps, _ = await measure(call, requests=args.requests, concurrency=args.concurrency)
     figures = {
         "rps": rps,
         "p50_ms": statistics.median(sequential),
@@ -244,8 +256,8 @@ def main() -> None:
         echo = [sys.executable, str(ROOT / "bench" / "echo_provider.py"), "--port"]
         serve = [sys.executable, "-m", "reconciler.cli", "gateway", "--port", str(gateway_port)]
         with (
-            _process([*echo, str(provider_port)], f"{provider}/v1/models", env),
-            _process([*serve, "--repo", str(root / "repo")], f"{gateway}/healthz", env),
+            serving_process([*echo, str(provider_port)], f"{provider}/v1/models", env),
+            serving_process([*serve, "--repo", str(root / "repo")], f"{gateway}/healthz", env),
         ):
             summary = asyncio.run(_run(args, provider, gateway))
     print(json.dumps(summary))

@@ -1,4 +1,8 @@
-"""Start and stop a real `mlflow server` on 127.0.0.1 (tests and benchmarks share it)."""
+"""Start and stop a real `mlflow server` on 127.0.0.1 (tests and benchmarks share it).
+
+Its backend store is a fresh sqlite file by default, or the PostgreSQL database given (as a
+production tracking server's is), with its artifacts in a folder of their own either way.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,17 @@ from reconciler.child_process import free_port, wait_until_serving
 
 
 @contextmanager
-def mlflow_server(root: Path, *, timeout: float = 90.0) -> Iterator[str]:
-    """A tracking server over a fresh sqlite store under `root`; yields its URL."""
+def mlflow_server(
+    root: Path, *, backend_store_uri: str | None = None, timeout: float = 180.0
+) -> Iterator[str]:
+    """A tracking server over `backend_store_uri` (default: a fresh sqlite store under
+    `root`), artifacts under `root`; yields its URL. A `postgresql://` URI is served through
+    psycopg 3, the driver the reconciler itself uses. `timeout` covers MLflow migrating an
+    empty store on a busy machine; a server that is up is found as soon as it answers."""
     root.mkdir(parents=True, exist_ok=True)
+    backend = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
+    if backend.startswith("postgresql://"):
+        backend = "postgresql+psycopg://" + backend.removeprefix("postgresql://")
     port = free_port()
     log = (root / "server.log").open("wb")
     command = [
@@ -24,7 +36,7 @@ def mlflow_server(root: Path, *, timeout: float = 90.0) -> Iterator[str]:
         "mlflow",
         "server",
         "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
+        backend,
         "--default-artifact-root",
         str(root / "artifacts"),
         "--host",

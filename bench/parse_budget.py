@@ -1,11 +1,12 @@
 """How long a crafted desired state keeps `load_desired_state` busy, against the shipped one.
 
 Each attack is a copy of the shipped desired_state/ and policies/ with hostile files added:
-alias-expanding documents in one file and spread over many files, a file of dense flow
-sequences, a file of empty documents, a file of blank lines, and a dataset line of 100,000
-nested brackets. Every attack must be refused (it is: the script says so), and the figure
-that matters is its time as a multiple of loading the shipped desired state on this machine
-now: the parse budget is meant to keep any of them to about a second.
+alias-expanding documents in one file and spread over many files, dense flow sequences in
+one file and in enough files to spend the load-wide event budget, a file of empty documents,
+a file of blank lines, and a dataset line of 100,000 nested brackets. Every attack must be
+refused (it is: the script says so), and the figure that matters is its time as a multiple
+of loading the shipped desired state on this machine now: the parse budget is meant to keep
+any of them to about a second.
 
 Usage: python bench/parse_budget.py [--repeat 3]
 The last line printed is one JSON object of the figures.
@@ -54,6 +55,12 @@ def _dense_flow(repo: Path) -> None:
     _fill(repo / "desired_state" / "dense.yaml", "- [a,b,c,d,e,f,g,h]\n")
 
 
+def _dense_flow_files(repo: Path) -> None:
+    """Enough dense files to spend the load-wide event budget, each refused at its own limit."""
+    for number in range(12):
+        _fill(repo / "desired_state" / f"dense-{number:02}.yaml", "- [a,b,c,d,e,f,g,h]\n")
+
+
 def _empty_documents(repo: Path) -> None:
     _fill(repo / "desired_state" / "empty.yaml", "---\n")
 
@@ -72,6 +79,7 @@ ATTACKS: dict[str, Callable[[Path], None]] = {
     "alias_bombs_one_file": _one_file_bombs,
     "alias_bombs_100_files": _spread_bombs,
     "dense_flow_sequences": _dense_flow,
+    "dense_flow_12_files": _dense_flow_files,
     "empty_documents": _empty_documents,
     "blank_lines_8_files": _blank_lines,
     "nested_dataset_line": _nested_dataset_line,

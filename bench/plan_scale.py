@@ -5,8 +5,14 @@ through a counting proxy, diff) and counts the requests it sends. As a baseline 
 run it times the naive observation that reads every version separately (one request per
 version), on a sample of the same models, so the figures compare on this machine as it is now.
 
-Usage: python bench/plan_scale.py [--use-cases 200] [--versions 20]
-The last line printed is one JSON object of the figures.
+Two points by default, each on a fresh server: 200 use cases and 2,000, 20 versions each.
+Planning must stay about one registry request per use case at both, and its time grow no
+faster than the number of use cases. Creating the 2,000-use-case registry through the REST
+API is most of the run (about 20 minutes on two busy cores); `--points 200x20` skips it.
+
+Usage: python bench/plan_scale.py [--points 200x20 2000x20] [--mlflow-backend sqlite]
+The last line printed is one JSON object of the figures: the largest point's at the top
+level, every point's under `points`.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_counter import CountingProxy
 from bench.mlflow_process import mlflow_server
+from bench.postgres_process import postgres_server
 
 USE_CASE = """---
 apiVersion: reconciler/v1
@@ -41,7 +49,11 @@ def write_repo(root: Path, use_cases: int) -> Path:
     folder = root / "desired_state"
     folder.mkdir(parents=True)
     (folder / "eval.jsonl").write_text('{"prompt": "hello"}\n')
-    (folder / "use-cases.yaml").write_text("".join(USE_CASE.format(i=i) for i in range(use_cases)))
+    # A file per 100 use cases, as a team would split them (and within a file's parse budget).
+    for first in range(0, use_cases, 100):
+        last = min(use_cases, first + 100)
+        text = "".join(USE_CASE.format(i=i) for i in range(first, last))
+        (folder / f"use-cases-{first:04d}.yaml").write_text(text)
     return root
 
 
@@ -61,7 +73,10 @@ def populate(url: str, repo: Path, use_cases: int, versions: int) -> None:
         key = state.identities[name].base_key
         for v in range(versions):
             tags = {lineage.KEY: key if v == versions - 1 else f"sha256:old-{v}"}
-            client.create_model_version(name, source=f"s3://bench/{name}/{v}", tags=tags)
+            # No polling for READY: a version made from a source URI is ready at once.
+            client.create_model_version(
+                name, source=f"s3://bench/{name}/{v}", tags=tags, await_creation_for=0
+            )
         client.set_registered_model_alias(name, "champion", str(versions))
         client.set_registered_model_alias(name, "previous", str(versions - 1))
 
@@ -75,13 +90,18 @@ def time_plan(url: str, repo: Path, state_dir: Path) -> dict[str, float]:
     from reconciler.plan.diff import diff
     from reconciler.registry.mlflow_registry import MlflowRegistry
     from reconciler.spec.loader import load_desired_state
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore
 
     started = time.perf_counter()
     state = load_desired_state(repo).state
     assert state is not None
     loaded = time.perf_counter()
-    observed = observe(state, MlflowRegistry(url), TrafficStore(state_dir / "traffic.db"))
+    observed = observe(
+        state,
+        MlflowRegistry(url),
+        TrafficStore(StateDatabase(f"sqlite:///{state_dir / 'state.db'}")),
+    )
     observed_at = time.perf_counter()
     plan = diff(state, observed)
     done = time.perf_counter()
@@ -118,47 +138,62 @@ def time_per_version_reads(url: str, sample: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, requests
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--use-cases", type=int, default=200)
-    parser.add_argument("--versions", type=int, default=20)
-    parser.add_argument("--baseline-sample", type=int, default=20)
-    args = parser.parse_args()
+def parse_point(text: str) -> tuple[int, int]:
+    """`2000x20`: 2,000 use cases of 20 versions each."""
+    use_cases, _, versions = text.partition("x")
+    try:
+        return int(use_cases), int(versions or 20)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected USE_CASESxVERSIONS") from None
 
-    with tempfile.TemporaryDirectory(prefix="plan-scale-") as scratch:
-        root = Path(scratch)
-        repo = write_repo(root / "repo", args.use_cases)
-        with mlflow_server(root / "mlflow") as url:
-            started = time.perf_counter()
-            populate(url, repo, args.use_cases, args.versions)
-            print(
-                f"populated {args.use_cases} models x {args.versions} versions "
-                f"in {time.perf_counter() - started:.1f}s"
-            )
-            cold = time_plan(url, repo, root / "state")
-            warm = time_plan(url, repo, root / "state")
-            requests = count_plan_requests(url, repo, root / "state")
-            cli_started = time.perf_counter()
-            cli = subprocess.run(
-                [sys.executable, "-m", "reconciler.cli", "plan", "--repo", str(repo)],
-                env={
-                    "MLFLOW_TRACKING_URI": url,
-                    "RECONCILER_STATE_DIR": str(root / "cli-state"),
-                    "PATH": "/usr/bin:/bin",
-                },
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            cli_seconds = time.perf_counter() - cli_started
-            assert cli.returncode == 0, cli.stderr[-2000:]
-            sample = [f"bench-{i:04d}" for i in range(min(args.baseline_sample, args.use_cases))]
-            ours_sample = time_observe_sample(url, sample)
-            naive_seconds, naive_requests = time_per_version_reads(url, sample)
 
-    figures = {
-        "use_cases": args.use_cases,
-        "versions_per_use_case": args.versions,
+def measure_point(
+    root: Path, use_cases: int, versions: int, baseline_sample: int, backend: str | None
+) -> dict[str, float]:
+    """A fresh tracking server holding `use_cases` models of `versions` versions: one plan's
+    time and requests, and the per-version baseline on a sample."""
+    repo = write_repo(root / "repo", use_cases)
+    with mlflow_server(root / "mlflow", backend_store_uri=backend) as url:
+        started = time.perf_counter()
+        populate(url, repo, use_cases, versions)
+        print(
+            f"populated {use_cases} models x {versions} versions "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
+        cold = time_plan(url, repo, root / "state")
+        warm = time_plan(url, repo, root / "state")
+        requests = count_plan_requests(url, repo, root / "state")
+        cli_started = time.perf_counter()
+        cli = subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", "plan", "--repo", str(repo)],
+            env={
+                "MLFLOW_TRACKING_URI": url,
+                "RECONCILER_STATE_DIR": str(root / "cli-state"),
+                "PATH": "/usr/bin:/bin",
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        cli_seconds = time.perf_counter() - cli_started
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        sample = [f"bench-{i:04d}" for i in range(min(baseline_sample, use_cases))]
+        ours_sample = time_observe_sample(url, sample)
+        naive_seconds, naive_requests = time_per_version_reads(url, sample)
+
+    print(
+        f"plan of {use_cases} use cases (in process, first call): {cold['total']:.3f}s "
+        f"(load {cold['load']:.3f}, observe {cold['observe']:.3f}, diff {cold['diff']:.3f}); "
+        f"warm {warm['total']:.3f}s; CLI including interpreter and imports {cli_seconds:.3f}s"
+    )
+    print(f"requests: {requests} ({requests / use_cases:.2f} per use case)")
+    print(
+        f"baseline per-version reads on {len(sample)} models: {naive_seconds:.3f}s "
+        f"({naive_requests / len(sample):.1f} requests per model) vs ours {ours_sample:.3f}s"
+    )
+    return {
+        "use_cases": use_cases,
+        "versions_per_use_case": versions,
         "plan_seconds": round(cold["total"], 3),
         "plan_seconds_warm": round(warm["total"], 3),
         "load_seconds": round(cold["load"], 3),
@@ -166,20 +201,56 @@ def main() -> None:
         "diff_seconds": round(cold["diff"], 3),
         "cli_plan_seconds": round(cli_seconds, 3),
         "requests": requests,
-        "requests_per_use_case": round(requests / args.use_cases, 2),
+        "requests_per_use_case": round(requests / use_cases, 2),
         "baseline_requests_per_use_case": round(naive_requests / len(sample), 2),
         "observe_speedup_vs_per_version_reads": round(naive_seconds / ours_sample, 2),
     }
-    print(
-        f"plan (in process, first call): {cold['total']:.3f}s (load {cold['load']:.3f}, "
-        f"observe {cold['observe']:.3f}, diff {cold['diff']:.3f}); warm {warm['total']:.3f}s; "
-        f"CLI including interpreter and imports {cli_seconds:.3f}s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--points",
+        type=parse_point,
+        nargs="+",
+        default=[(200, 20), (2000, 20)],
+        help="USE_CASESxVERSIONS per point, each on a fresh tracking server",
     )
-    print(f"requests: {requests} ({requests / args.use_cases:.2f} per use case)")
-    print(
-        f"baseline per-version reads on {len(sample)} models: {naive_seconds:.3f}s "
-        f"({naive_requests / len(sample):.1f} requests per model) vs ours {ours_sample:.3f}s"
+    parser.add_argument("--baseline-sample", type=int, default=20)
+    parser.add_argument(
+        "--mlflow-backend",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the tracking server's backend store (postgresql: a local server of its own)",
     )
+    args = parser.parse_args()
+
+    points: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="plan-scale-") as scratch, ExitStack() as stack:
+        postgres = (
+            stack.enter_context(postgres_server()) if args.mlflow_backend == "postgresql" else None
+        )
+        for index, (use_cases, versions) in enumerate(args.points):
+            backend = postgres.create_database(f"mlflow_{index}") if postgres else None
+            root = Path(scratch) / f"point-{index}"
+            points.append(measure_point(root, use_cases, versions, args.baseline_sample, backend))
+
+    # The largest point's figures at the top level; its growth against the smallest.
+    smallest, largest = points[0], points[-1]
+    figures: dict[str, object] = {**largest, "mlflow_backend": args.mlflow_backend}
+    figures["plan_seconds_per_use_case_growth"] = round(
+        (largest["plan_seconds"] / largest["use_cases"])
+        / (smallest["plan_seconds"] / smallest["use_cases"]),
+        3,
+    )
+    figures["points"] = points
+    if len(points) > 1:
+        print(
+            f"{largest['use_cases']:.0f} vs {smallest['use_cases']:.0f} use cases: "
+            f"{largest['requests_per_use_case']} vs {smallest['requests_per_use_case']} "
+            f"requests per use case; plan time per use case x"
+            f"{figures['plan_seconds_per_use_case_growth']}"
+        )
     print(json.dumps(figures))
 
 

@@ -35,6 +35,10 @@ class StateStoreError(TemporaryError):
     """The local state folder (traffic store, journal) cannot be used."""
 
 
+class LockHeldError(TemporaryError):
+    """Another reconciler holds the lock of a use case."""
+
+
 class PlanFileError(ReconcilerError):
     """A saved plan file cannot be read: wrong format, unknown version, or corrupt."""
 

@@ -16,6 +16,7 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.settings import Settings
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.remote import GatewayTrafficReader
 from reconciler.traffic.store import TrafficStore
 
@@ -56,4 +57,4 @@ def traffic_reader(settings: Settings, *, local: bool = False) -> TrafficReader:
     """The gateway's route table over HTTP when one is configured, else the state folder's."""
     if settings.gateway_url and not local:
         return GatewayTrafficReader(settings.gateway_url, token=settings.gateway_token)
-    return TrafficStore(settings.traffic_db)
+    return TrafficStore(StateDatabase.of(settings))

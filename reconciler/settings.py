@@ -9,6 +9,11 @@ are kept in an ``artifacts`` folder beside it; ``RECONCILER_STATE_DIR`` moves th
 Training and evaluation run in this process by default; ``RECONCILER_JOBS=ray`` submits them
 to the Ray cluster at ``RAY_ADDRESS`` (Ray's own variable; unset, a local Ray is started), each
 bounded by ``RECONCILER_JOB_TIMEOUT``.
+
+``RECONCILER_DATABASE_URL`` says where the live state is (route table, request log, journal,
+locks, violations): by default ``sqlite:///`` ``state.db`` in the state folder, one host's;
+``postgresql://…`` for a store that gateway replicas and reconcilers on several hosts share.
+It may carry a password, so it is never part of a repr.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
 # A running gateway to read the route table from, where the state folder is not at hand.
 GATEWAY_URL_ENV = "RECONCILER_GATEWAY_URL"
 GATEWAY_TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
+DATABASE_URL_ENV = "RECONCILER_DATABASE_URL"
+DATABASE_FILE = "state.db"
 # Registered versions' files, shared by the gateway, training and evaluation.
 MODEL_CACHE_DIR = "model-cache"
 # Where training and evaluation jobs run: `local` (this process) or `ray`.
@@ -45,6 +52,8 @@ class Settings:
     jobs: str = "local"
     ray_address: str | None = None
     job_timeout: str = DEFAULT_JOB_TIMEOUT
+    # Empty: the default, `state.db` in the state folder (see `database`).
+    database_url: str = field(default="", repr=False)
 
     @classmethod
     def from_environment(
@@ -57,6 +66,7 @@ class Settings:
         registry = env.get(REGISTRY_URI_ENV) or tracking
         state = Path(env.get(STATE_DIR_ENV) or base / ".reconciler")
         return cls(
+            database_url=env.get(DATABASE_URL_ENV) or "",
             tracking_uri=tracking,
             registry_uri=registry,
             artifact_root=_artifact_root(tracking, base) or mlruns / "artifacts",
@@ -69,8 +79,9 @@ class Settings:
         )
 
     @property
-    def traffic_db(self) -> Path:
-        return self.state_dir / "traffic.db"
+    def database(self) -> str:
+        """The state store's URL: the setting, or SQLite in the state folder."""
+        return self.database_url or f"sqlite:///{self.state_dir / DATABASE_FILE}"
 
     @property
     def model_cache_dir(self) -> Path:

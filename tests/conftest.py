@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.mlflow_process import mlflow_server
+from bench.postgres_process import PostgresServer, postgres_server
+from reconciler.state_store.database import StateDatabase
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,10 +69,22 @@ def isolated_env(
     return env
 
 
-@pytest.fixture(scope="session")
-def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 for the whole session."""
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+MLFLOW_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session", params=MLFLOW_BACKENDS)
+def mlflow_server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 for the whole session, once over a sqlite backend
+    store and once over PostgreSQL (its own database on the session's server), artifacts in
+    a separate folder each time: the tests that use it run against both."""
+    root = tmp_path_factory.mktemp(f"mlflow-server-{request.param}")
+    backend = None
+    if request.param == "postgresql":
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        backend = postgres.create_database("mlflow_server")
+    with mlflow_server(root, backend_store_uri=backend) as url:
         yield url
 
 
@@ -81,3 +96,45 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-base") / "tiny-base"
     texts = shipped_dataset_texts(PROJECT_ROOT / "desired_state" / "datasets")
     return build_tiny_model(folder, extra_texts=texts)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (the system's binaries) for the whole session; started only
+    when a test asks for it."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL (with its password) of a new, empty database of its own for this test; the
+    database is dropped afterwards, sessions still open on it included."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = postgres.create_database(name)
+    try:
+        yield url
+    finally:
+        StateDatabase.dispose_all()
+        postgres.drop_database(name)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state store's URL on each backend in turn: SQLite in the state folder (the
+    default), then a PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def state_database(state_url: str) -> Iterator[StateDatabase]:
+    database = StateDatabase(state_url)
+    try:
+        yield database
+    finally:
+        database.dispose()

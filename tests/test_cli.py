@@ -304,7 +304,7 @@ def test_rollout_commands_refuse_an_unknown_use_case(
     code, _, err = run(capsys, command, "no-such-thing", "--repo", str(shipped_repo))
     assert code == 1
     assert "unknown use case no-such-thing" in err and "npc-dialogue" in err
-    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db").exists()
+    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "state.db").exists()
 
 
 def test_pause_with_no_rollout_waits_for_the_next_one(
@@ -340,9 +340,11 @@ def test_history_json_lists_champion_changes_and_judgements(
     from reconciler.rollout.analysis import Metric, WindowMetrics, measure, thresholds_of
     from reconciler.rollout.state import Judgement
     from reconciler.spec.model import AnalysisMetrics
+    from reconciler.state_store.database import StateDatabase
     from tests.rollout.test_machine import busy, new_rollout, rollout_spec
 
-    journal = Journal(Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db")
+    state = Path(isolated_env["RECONCILER_STATE_DIR"]) / "state.db"
+    journal = Journal(StateDatabase(f"sqlite:///{state}"))
     journal.record_champion("npc-dialogue", "3", "2", Cause.COMMIT, "commit abc")
     thresholds = thresholds_of(AnalysisMetrics.model_validate({"errorRate": {"max": 0.01}}))
     analysis = measure(WindowMetrics(requests=40, errors=2), thresholds, 20)

@@ -15,7 +15,7 @@ import click
 from reconciler.apply.context import ApplyContext, Reporter, UseCaseRun
 from reconciler.apply.guardrail_watch import WatchFinding
 from reconciler.apply.journal import Cause, Journal
-from reconciler.apply.locks import use_case_lock
+from reconciler.apply.locks import locks_for
 from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.ports import Notifier
 from reconciler.apply.status import UseCaseStatus, use_case_status
@@ -32,14 +32,13 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.rollout.state import Control
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
-
-JOURNAL_FILE = "journal.db"
 
 
 def journal(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Journal:
     settings = settings or Settings.from_environment()
-    return Journal(settings.state_dir / JOURNAL_FILE, clock=clock)
+    return Journal(StateDatabase.of(settings), clock=clock)
 
 
 def _load(repo: Path, ref: str | None) -> DesiredState:
@@ -66,17 +65,19 @@ def build_context(
 
     from reconciler.apply.model_builder import MlflowModelBuilder
     from reconciler.apply.request_log_metrics import RequestLogMetrics
-    from reconciler.gateway.config import request_log_path
     from reconciler.notifications.webhooks import command_notifier
 
     registry = MlflowRegistry(settings.tracking_uri, settings.registry_uri)
+    database = StateDatabase.of(settings)
     return ApplyContext(
         repo=repo,
         state_dir=settings.state_dir,
         desired=desired,
         registry=registry,
-        traffic=TrafficStore(settings.traffic_db),
-        journal=journal(settings, clock=clock),
+        database=database,
+        locks=locks_for(database, settings.state_dir),
+        traffic=TrafficStore(database, clock=clock),
+        journal=Journal(database, clock=clock),
         clock=clock,
         builder=MlflowModelBuilder(
             repo=repo,
@@ -85,7 +86,7 @@ def build_context(
             registry=registry,
             jobs=job_runner(settings),
         ),
-        metrics=RequestLogMetrics(request_log_path(settings)),
+        metrics=RequestLogMetrics(database),
         report=_EchoReporter(),
         time_scale=time_scale,
         drive_rollouts=drive_rollouts,
@@ -174,12 +175,13 @@ def collect_status(repo: Path, ref: str | None) -> list[UseCaseStatus]:
         from reconciler.traffic.remote import unservable_targets
 
         unservable = unservable_targets(settings.gateway_url)
+    database = StateDatabase.of(settings)
     return use_case_status(
         made.desired,
         made.observed,
         made.plan,
-        journal(settings),
-        state_dir=settings.state_dir,
+        Journal(database),
+        locks=locks_for(database, settings.state_dir),
         unservable=unservable,
     )
 
@@ -252,7 +254,7 @@ def roll_back_by_hand(
     desired = context.desired
     spec = desired.use_case(use_case)
     run = UseCaseRun(context, spec, desired.identities[use_case])
-    with use_case_lock(context.state_dir, use_case, timeout=lock_timeout, clock=context.clock):
+    with context.locks.hold(use_case, timeout=lock_timeout, clock=context.clock):
         model = run.model()
         if model is None:
             raise ReconcilerError(f"{spec.spec.registered_model} is not registered yet")

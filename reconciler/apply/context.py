@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.apply.journal import Journal
+from reconciler.apply.locks import UseCaseLocks
 from reconciler.apply.ports import MetricsSource, ModelBuilder, Notifier
 from reconciler.clock import Clock
 from reconciler.notifications.events import SilentNotifier
@@ -15,6 +16,7 @@ from reconciler.registry.interface import Registry
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
 
@@ -34,6 +36,9 @@ class ApplyContext:
     state_dir: Path
     desired: DesiredState
     registry: Registry
+    # The state store the route table, journal and request log live in, and its locks.
+    database: StateDatabase
+    locks: UseCaseLocks
     traffic: TrafficStore
     journal: Journal
     clock: Clock

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from reconciler.apply.aliases import rollback
 from reconciler.apply.context import ApplyContext, UseCaseRun
-from reconciler.apply.locks import use_case_lock
 from reconciler.lineage import Alias
 from reconciler.notifications.events import Notification
 from reconciler.spec.notifications import NotificationEvent
@@ -38,14 +37,12 @@ def watch_guardrails(
     critical_rate_limit: float,
     min_outputs: int = 20,
 ) -> list[WatchFinding]:
-    from reconciler.gateway.config import REQUEST_LOG_FILE
     from reconciler.gateway.log_queries import served_outputs
     from reconciler.guardrails.engine import compile_policies
     from reconciler.guardrails.monitor import LoggedOutput, monitor_outputs
     from reconciler.guardrails.store import ViolationStore
 
     desired = context.desired
-    log_path = context.state_dir / REQUEST_LOG_FILE
     engines = {
         use_case.name: compile_policies(
             [desired.policy(name) for name in use_case.spec.guardrails], base_path=context.repo
@@ -63,14 +60,14 @@ def watch_guardrails(
             inline_violations=served.violations,
         )
         for name in engines
-        for served in served_outputs(log_path, name, since=since)
+        for served in served_outputs(context.database, name, since=since)
     ]
     report = monitor_outputs(
         outputs,
         engines,
         critical_rate_limit=critical_rate_limit,
         min_outputs=min_outputs,
-        store=ViolationStore(context.state_dir),
+        store=ViolationStore(context.database),
     )
     findings = []
     for rates in report.exceeding:
@@ -80,7 +77,7 @@ def watch_guardrails(
             f"critical guardrail violation rate {rates.critical_rate:.3f} > "
             f"{critical_rate_limit:g} over {rates.outputs} outputs"
         )
-        with use_case_lock(context.state_dir, use_case.name, timeout=60, clock=context.clock):
+        with context.locks.hold(use_case.name, timeout=60, clock=context.clock):
             model = run.model()
             aliases = model.aliases if model else {}
             champion = aliases.get(Alias.CHAMPION.value)

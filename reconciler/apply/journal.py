@@ -1,4 +1,4 @@
-"""The journal: what the apply engine did, is doing, and was asked to do (SQLite).
+"""The journal: what the apply engine did, is doing, and was asked to do (the state store).
 
 - operations: one row per executed change (running / succeeded / failed / skipped /
   interrupted), keyed by the desired-state digest, use case and change, with the pid and host
@@ -11,7 +11,8 @@
 - controls: operator requests (`pause`, `resume`, `abort`, `promote`) waiting to be obeyed;
 - history: every champion change with its cause (commit, rollback, manual, drift).
 
-Times come from the injected clock.
+Times come from the injected clock. On a shared store, reconcilers on several hosts read and
+write one journal; the per-use-case lock (`locks.py`) keeps them off each other's use cases.
 """
 
 from __future__ import annotations
@@ -20,48 +21,19 @@ import enum
 import json
 import os
 import socket
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from reconciler.clock import SYSTEM_CLOCK, Clock, iso
-from reconciler.errors import StateStoreError
-from reconciler.rollout.state import Control, Judgement, PromotionBasis, RolloutState
-from reconciler.state_files import private_database
+from sqlalchemy import Connection, case, delete, insert, select, update
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS operations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    use_case TEXT NOT NULL, digest TEXT NOT NULL, action TEXT NOT NULL,
-    change_index INTEGER NOT NULL,
-    status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', result TEXT,
-    started_at TEXT NOT NULL, finished_at TEXT,
-    pid INTEGER, host TEXT
-);
-CREATE INDEX IF NOT EXISTS operations_by_use_case ON operations (use_case, id);
-CREATE TABLE IF NOT EXISTS rollouts (
-    use_case TEXT PRIMARY KEY, digest TEXT NOT NULL, candidate TEXT NOT NULL,
-    champion TEXT NOT NULL, phase TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS judgements (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    use_case TEXT NOT NULL, digest TEXT NOT NULL, candidate TEXT NOT NULL,
-    champion TEXT NOT NULL, stage TEXT NOT NULL, final INTEGER NOT NULL,
-    outcome TEXT NOT NULL, at REAL NOT NULL, body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS judgements_by_use_case ON judgements (use_case, id);
-CREATE TABLE IF NOT EXISTS controls (
-    use_case TEXT PRIMARY KEY, command TEXT NOT NULL, requested_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, use_case TEXT NOT NULL, at TEXT NOT NULL,
-    version TEXT NOT NULL, previous TEXT, cause TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
-);
-"""
+from reconciler.clock import SYSTEM_CLOCK, Clock, iso
+from reconciler.rollout.state import Control, Judgement, PromotionBasis, RolloutState
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
+from reconciler.state_store.upsert import upsert
+
+_operations = schema.operations
 
 
 class OperationStatus(enum.StrEnum):
@@ -126,44 +98,23 @@ class ChampionChange:
         }
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise StateStoreError(
-            f"the journal {path} has schema {version}, newer than this reconciler understands "
-            f"({SCHEMA_VERSION}); upgrade the reconciler"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        # Version 1 kept rollouts as a passed weight, which the step machine cannot resume
-        # from: an in-flight rollout starts again at its current weight (re-judging is safe).
-        if "rollouts" in tables:
-            db.execute("DROP TABLE rollouts")
-        if "operations" in tables:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(operations)")}
-            for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
-                if column not in columns:
-                    db.execute(f"ALTER TABLE operations ADD COLUMN {column} {kind}")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-
-
 _OPERATION_COLUMNS = (
-    "id, use_case, digest, action, change_index, status, message, result, started_at, "
-    "finished_at, pid, host"
+    _operations.c.id,
+    _operations.c.use_case,
+    _operations.c.digest,
+    _operations.c.action,
+    _operations.c.change_index,
+    _operations.c.status,
+    _operations.c.message,
+    _operations.c.result,
+    _operations.c.started_at,
+    _operations.c.finished_at,
+    _operations.c.pid,
+    _operations.c.host,
 )
 
 
-def _operation(row: tuple[Any, ...]) -> Operation:
+def _operation(row: Sequence[Any]) -> Operation:
     return Operation(
         id=row[0],
         use_case=row[1],
@@ -181,29 +132,9 @@ def _operation(row: tuple[Any, ...]) -> Operation:
 
 
 class Journal:
-    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.path = path
+    def __init__(self, database: StateDatabase, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.database = database
         self.clock = clock
-        self._private = False
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        if not self._private:
-            private_database(self.path)
-            self._private = True
-        try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"cannot open the journal {self.path}: {exc}") from exc
-        try:
-            db.execute("PRAGMA busy_timeout = 30000")
-            db.execute("PRAGMA journal_mode = WAL")
-            _migrate(db, self.path)
-            yield db
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"journal {self.path}: {exc}") from exc
-        finally:
-            db.close()
 
     def _now(self) -> str:
         return iso(self.clock)
@@ -211,22 +142,18 @@ class Journal:
     # -- operations --------------------------------------------------------------------------
 
     def start(self, use_case: str, digest: str, action: str, change_index: int) -> int:
-        with self._db() as db:
-            cursor = db.execute(
-                "INSERT INTO operations (use_case, digest, action, change_index, status, "
-                "started_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    use_case,
-                    digest,
-                    action,
-                    change_index,
-                    OperationStatus.RUNNING.value,
-                    self._now(),
-                    os.getpid(),
-                    socket.gethostname(),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
+        values = {
+            "use_case": use_case,
+            "digest": digest,
+            "action": action,
+            "change_index": change_index,
+            "status": OperationStatus.RUNNING.value,
+            "started_at": self._now(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+        statement = insert(_operations).values(values).returning(_operations.c.id)
+        return int(self.database.write(lambda db: db.execute(statement).scalar_one()))
 
     def finish(
         self,
@@ -235,113 +162,109 @@ class Journal:
         message: str,
         result: dict[str, Any] | None = None,
     ) -> None:
-        with self._db() as db:
-            db.execute(
-                "UPDATE operations SET status = ?, message = ?, result = ?, finished_at = ? "
-                "WHERE id = ?",
-                (
-                    status.value,
-                    message,
-                    json.dumps(result) if result else None,
-                    self._now(),
-                    operation,
-                ),
+        statement = (
+            update(_operations)
+            .where(_operations.c.id == operation)
+            .values(
+                status=status.value,
+                message=message,
+                result=json.dumps(result) if result else None,
+                finished_at=self._now(),
             )
+        )
+        self.database.write(lambda db: db.execute(statement))
 
     def last_operation(self, use_case: str, *, digest: str | None = None) -> Operation | None:
-        query = f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE use_case = ?"
-        params: list[Any] = [use_case]
+        query = select(*_OPERATION_COLUMNS).where(_operations.c.use_case == use_case)
         if digest is not None:
-            query += " AND digest = ?"
-            params.append(digest)
-        with self._db() as db:
-            row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
+            query = query.where(_operations.c.digest == digest)
+        query = query.order_by(_operations.c.id.desc()).limit(1)
+        row = self.database.read(lambda db: db.execute(query).first())
         return None if row is None else _operation(row)
 
     def interrupt_orphans(self, use_case: str) -> int:
         """Mark `running` rows of `use_case` interrupted. Call it holding the use case's lock:
         then no live process can be running them, whatever their rows say."""
-        with self._db() as db:
-            cursor = db.execute(
-                "UPDATE operations SET status = ?, finished_at = ?, message = CASE "
-                "WHEN message = '' THEN 'its process stopped before it finished' "
-                "ELSE message END WHERE use_case = ? AND status = ?",
-                (
-                    OperationStatus.INTERRUPTED.value,
-                    self._now(),
-                    use_case,
-                    OperationStatus.RUNNING.value,
+        statement = (
+            update(_operations)
+            .where(
+                _operations.c.use_case == use_case,
+                _operations.c.status == OperationStatus.RUNNING.value,
+            )
+            .values(
+                status=OperationStatus.INTERRUPTED.value,
+                finished_at=self._now(),
+                message=case(
+                    (_operations.c.message == "", "its process stopped before it finished"),
+                    else_=_operations.c.message,
                 ),
             )
-            return cursor.rowcount
+        )
+        return int(self.database.write(lambda db: db.execute(statement).rowcount))
 
     # -- rollouts ----------------------------------------------------------------------------
 
     def rollout(self, use_case: str) -> RolloutState | None:
-        with self._db() as db:
-            row = db.execute(
-                "SELECT state FROM rollouts WHERE use_case = ?", (use_case,)
-            ).fetchone()
-        return None if row is None else RolloutState.from_json(json.loads(row[0]))
+        query = select(schema.rollouts.c.state).where(schema.rollouts.c.use_case == use_case)
+        state = self.database.read(lambda db: db.execute(query).scalar())
+        return None if state is None else RolloutState.from_json(json.loads(state))
 
     def save_rollout(self, state: RolloutState, judgement: Judgement | None = None) -> None:
         """The rollout's new state and the judgement it made, in one transaction."""
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        row = {
+            "use_case": state.use_case,
+            "digest": state.digest,
+            "candidate": state.candidate,
+            "champion": state.champion,
+            "phase": state.phase.value,
+            "state": json.dumps(state.as_json()),
+            "updated_at": self._now(),
+        }
+
+        def save(db: Connection) -> None:
+            db.execute(upsert(db, schema.rollouts, row, key=("use_case",)))
+            if judgement is not None:
                 db.execute(
-                    "INSERT OR REPLACE INTO rollouts (use_case, digest, candidate, champion, "
-                    "phase, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        state.use_case,
-                        state.digest,
-                        state.candidate,
-                        state.champion,
-                        state.phase.value,
-                        json.dumps(state.as_json()),
-                        self._now(),
-                    ),
-                )
-                if judgement is not None:
-                    db.execute(
-                        "INSERT INTO judgements (use_case, digest, candidate, champion, stage, "
-                        "final, outcome, at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            judgement.use_case,
-                            judgement.digest,
-                            judgement.candidate,
-                            judgement.champion,
-                            judgement.stage,
-                            int(judgement.final),
-                            judgement.outcome.value,
-                            judgement.window_end,
-                            json.dumps(judgement.as_json()),
-                        ),
+                    insert(schema.judgements).values(
+                        use_case=judgement.use_case,
+                        digest=judgement.digest,
+                        candidate=judgement.candidate,
+                        champion=judgement.champion,
+                        stage=judgement.stage,
+                        final=judgement.final,
+                        outcome=judgement.outcome.value,
+                        at=judgement.window_end,
+                        body=json.dumps(judgement.as_json()),
                     )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                )
+
+        self.database.write(save)
 
     def judgements(self, use_case: str) -> list[Judgement]:
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT body FROM judgements WHERE use_case = ? ORDER BY id", (use_case,)
-            ).fetchall()
-        return [Judgement.from_json(json.loads(row[0])) for row in rows]
+        table = schema.judgements
+        query = select(table.c.body).where(table.c.use_case == use_case).order_by(table.c.id)
+        bodies = self.database.read(lambda db: list(db.scalars(query)))
+        return [Judgement.from_json(json.loads(body)) for body in bodies]
 
     def promotion_basis(
         self, use_case: str, *, digest: str, candidate: str, champion: str
     ) -> PromotionBasis | None:
         """What earns promoting `candidate` over `champion` for this desired state: a passed
         analysis at the final stage, or an operator's promote of this very rollout."""
-        with self._db() as db:
-            passed = db.execute(
-                "SELECT 1 FROM judgements WHERE use_case = ? AND digest = ? AND candidate = ? "
-                "AND champion = ? AND final = 1 AND outcome = 'Successful' LIMIT 1",
-                (use_case, digest, candidate, champion),
-            ).fetchone()
-        if passed:
+        table = schema.judgements
+        query = (
+            select(table.c.id)
+            .where(
+                table.c.use_case == use_case,
+                table.c.digest == digest,
+                table.c.candidate == candidate,
+                table.c.champion == champion,
+                table.c.final.is_(True),
+                table.c.outcome == "Successful",
+            )
+            .limit(1)
+        )
+        if self.database.read(lambda db: db.execute(query).first()) is not None:
             return PromotionBasis.ANALYSIS
         state = self.rollout(use_case)
         if (
@@ -355,31 +278,25 @@ class Journal:
     # -- controls ----------------------------------------------------------------------------
 
     def request(self, use_case: str, control: Control) -> None:
-        with self._db() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO controls (use_case, command, requested_at) "
-                "VALUES (?, ?, ?)",
-                (use_case, control.value, self._now()),
-            )
+        row = {"use_case": use_case, "command": control.value, "requested_at": self._now()}
+        self.database.write(
+            lambda db: db.execute(upsert(db, schema.controls, row, key=("use_case",)))
+        )
 
     def pending_control(self, use_case: str) -> Control | None:
-        with self._db() as db:
-            row = db.execute(
-                "SELECT command FROM controls WHERE use_case = ?", (use_case,)
-            ).fetchone()
-        return None if row is None else Control(row[0])
+        table = schema.controls
+        query = select(table.c.command).where(table.c.use_case == use_case)
+        command = self.database.read(lambda db: db.execute(query).scalar())
+        return None if command is None else Control(command)
 
     def clear_control(self, use_case: str, control: Control | None = None) -> None:
         """Forget the pending control; with `control`, only if it is still that one (a newer
         request that arrived meanwhile is kept)."""
-        with self._db() as db:
-            if control is None:
-                db.execute("DELETE FROM controls WHERE use_case = ?", (use_case,))
-            else:
-                db.execute(
-                    "DELETE FROM controls WHERE use_case = ? AND command = ?",
-                    (use_case, control.value),
-                )
+        table = schema.controls
+        statement = delete(table).where(table.c.use_case == use_case)
+        if control is not None:
+            statement = statement.where(table.c.command == control.value)
+        self.database.write(lambda db: db.execute(statement))
 
     # -- history -----------------------------------------------------------------------------
 
@@ -387,19 +304,30 @@ class Journal:
         self, use_case: str, version: str, previous: str | None, cause: Cause, detail: str
     ) -> ChampionChange:
         change = ChampionChange(use_case, self._now(), version, previous, cause, detail)
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO history (use_case, at, version, previous, cause, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (use_case, change.at, version, previous, cause.value, detail),
-            )
+        statement = insert(schema.history).values(
+            use_case=use_case,
+            at=change.at,
+            version=version,
+            previous=previous,
+            cause=cause.value,
+            detail=detail,
+        )
+        self.database.write(lambda db: db.execute(statement))
         return change
 
     def history(self, use_case: str) -> list[ChampionChange]:
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT use_case, at, version, previous, cause, detail FROM history "
-                "WHERE use_case = ? ORDER BY id",
-                (use_case,),
-            ).fetchall()
+        table = schema.history
+        query = (
+            select(
+                table.c.use_case,
+                table.c.at,
+                table.c.version,
+                table.c.previous,
+                table.c.cause,
+                table.c.detail,
+            )
+            .where(table.c.use_case == use_case)
+            .order_by(table.c.id)
+        )
+        rows = self.database.read(lambda db: db.execute(query).all())
         return [ChampionChange(r[0], r[1], r[2], r[3], Cause(r[4]), r[5]) for r in rows]

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.apply.context import ApplyContext
-from reconciler.apply.locks import LockHeldError, use_case_lock, use_case_locks
+from reconciler.apply.locks import LockHeldError, use_case_locks
 from reconciler.apply.use_case_runner import UseCaseOutcome, apply_use_case
 from reconciler.digest import short
 from reconciler.errors import ReconcilerError
@@ -99,7 +99,7 @@ def apply_plan(
 
     def locked_one(name: str) -> UseCaseOutcome:
         try:
-            with use_case_lock(context.state_dir, name, timeout=lock_timeout, clock=context.clock):
+            with context.locks.hold(name, timeout=lock_timeout, clock=context.clock):
                 return one(name)
         except LockHeldError as exc:
             return UseCaseOutcome(name, Health.DEGRADED, str(exc), retryable=True)
@@ -109,7 +109,7 @@ def apply_plan(
         # another reconciler does not hold up the others.
         return ApplyResult(_each(names, locked_one, parallelism))
     # A saved plan is checked whole against the world, under all of its locks at once.
-    with use_case_locks(context.state_dir, names, timeout=lock_timeout, clock=context.clock):
+    with use_case_locks(context.locks, names, timeout=lock_timeout, clock=context.clock):
         refuse_if_stale_or_altered(plan, context)
         return ApplyResult(_each(names, one, parallelism))
 

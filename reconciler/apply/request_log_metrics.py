@@ -7,16 +7,15 @@ to the same request (mean cosine similarity of all-MiniLM-L6-v2 embeddings).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from reconciler.rollout.analysis import WindowMetrics
+from reconciler.state_store.database import StateDatabase
 
 
 class RequestLogMetrics:
-    """`MetricsSource` over the gateway's SQLite request log."""
+    """`MetricsSource` over the gateway's request log (every replica's, on a shared store)."""
 
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
+    def __init__(self, database: StateDatabase) -> None:
+        self.database = database
 
     def window(
         self,
@@ -31,14 +30,14 @@ class RequestLogMetrics:
         from reconciler.gateway.log_queries import mirrored_pairs, window_metrics
 
         found = window_metrics(
-            self.log_path, use_case, since=since, until=until, shadow=mirrored
+            self.database, use_case, since=since, until=until, shadow=mirrored
         ).get(version)
         if found is None:
             return WindowMetrics(requests=0)
         similarity, compared = None, 0
         if compare_with is not None:
             pairs = mirrored_pairs(
-                self.log_path,
+                self.database,
                 use_case,
                 version=version,
                 against=compare_with,

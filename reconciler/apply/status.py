@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reconciler import lineage
 from reconciler.apply.journal import Journal, Operation, OperationStatus
-from reconciler.apply.locks import held_by
+from reconciler.apply.locks import UseCaseLocks
 from reconciler.health import Health, Sync
 from reconciler.lineage import Alias
 from reconciler.observe.state import ObservedState
@@ -74,11 +73,11 @@ def rollout_view(state: RolloutState) -> dict[str, Any]:
     }
 
 
-def _honest(operation: Operation | None, state_dir: Path, use_case: str) -> Operation | None:
+def _honest(operation: Operation | None, locks: UseCaseLocks, use_case: str) -> Operation | None:
     """A `running` row whose use case nobody holds the lock of was left by a dead process."""
     if operation is None or operation.status is not OperationStatus.RUNNING:
         return operation
-    if held_by(state_dir, use_case) is not None:
+    if locks.holder(use_case) is not None:
         return operation
     return Operation(
         **{
@@ -95,7 +94,7 @@ def use_case_status(
     plan: Plan,
     journal: Journal,
     *,
-    state_dir: Path,
+    locks: UseCaseLocks,
     unservable: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[UseCaseStatus]:
     """`unservable`: per use case, why the gateway cannot serve a version its routes name
@@ -109,7 +108,7 @@ def use_case_status(
         aliases = model.aliases if model else {}
         routes = live_routes(observed.traffic_of(name))
         pending = [c for c in plan.changes_for(name) if c.action is not Action.NOOP]
-        operation = _honest(journal.last_operation(name, digest=identity.digest), state_dir, name)
+        operation = _honest(journal.last_operation(name, digest=identity.digest), locks, name)
         rollout = journal.rollout(name)
         if rollout is not None and rollout.digest != identity.digest:
             rollout = None  # another desired state's rollout: superseded

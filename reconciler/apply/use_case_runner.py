@@ -16,7 +16,7 @@ from reconciler.apply.actions import StaleChangeError, carry_out, made, version_
 from reconciler.apply.context import ApplyContext, StepResult, UseCaseRun
 from reconciler.apply.journal import OperationStatus
 from reconciler.apply.preconditions import Precondition, check
-from reconciler.errors import ReconcilerError, is_temporary
+from reconciler.errors import ReconcilerError, StateStoreError, is_temporary
 from reconciler.health import Health
 from reconciler.plan.model import Action, Change
 
@@ -94,7 +94,7 @@ def _apply_changes(context: ApplyContext, name: str, changes: list[Change]) -> U
             if not isinstance(exc, ReconcilerError):
                 log.exception("applying %s to %s failed", change.action.value, name)
             message = _describe(exc)
-            context.journal.finish(operation, OperationStatus.FAILED, message)
+            _record_failure(context, operation, message)
             run.say(f"failed: {message}")
             return UseCaseOutcome(name, Health.DEGRADED, message, retryable=is_temporary(exc))
         except BaseException:
@@ -112,6 +112,16 @@ def _apply_changes(context: ApplyContext, name: str, changes: list[Change]) -> U
             operation, OperationStatus.SUCCEEDED, change.reason, {"candidate": run.candidate}
         )
     return UseCaseOutcome(name, Health.HEALTHY, "converged")
+
+
+def _record_failure(context: ApplyContext, operation: int, message: str) -> None:
+    """Mark the operation failed, if the journal can be reached: when the state store is what
+    failed, the row stays `running`, and the next apply (under this use case's lock) marks it
+    interrupted - the outcome still reaches the caller."""
+    try:
+        context.journal.finish(operation, OperationStatus.FAILED, message)
+    except StateStoreError as exc:
+        log.warning("operation %d could not be marked failed: %s", operation, exc)
 
 
 def _rollout_message(context: ApplyContext, name: str) -> str | None:

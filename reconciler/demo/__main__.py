@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from reconciler.guardrails.store import ViolationStore
     from reconciler.spec.loader import load_desired_state
     from reconciler.spec.model import OpenAICompatibleModel
+    from reconciler.state_store.database import StateDatabase
     from reconciler.training.tiny_model import build_tiny_model, shipped_dataset_texts
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("STORY_PROVIDER_BASE_URL", provider_url)
             os.environ.setdefault("STORY_PROVIDER_API_KEY", "demo-key-not-a-secret")
         guard = PolicyOutputGuard.from_desired_state(
-            desired, store=ViolationStore(settings.state_dir), base_path=repo
+            desired, store=ViolationStore(StateDatabase.of(settings)), base_path=repo
         )
         config = GatewayConfig.from_settings(settings, port=free_port(), repo=repo)
         _say("starting the gateway")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.child_process import wait_until_serving
-from reconciler.settings import Settings
+from reconciler.settings import DATABASE_URL_ENV, Settings
 
 PROVIDER_MODEL = "narrator-large"
 _USE_CASE = f"""apiVersion: reconciler/v1
@@ -52,6 +52,7 @@ def _prepare(root: Path, tiny_model: Path) -> tuple[Path, Settings]:
 def _register_and_route(repo: Path, settings: Settings) -> None:
     from reconciler.observe.state import Route
     from reconciler.spec.loader import load_desired_state
+    from reconciler.state_store.database import StateDatabase
     from reconciler.traffic.store import TrafficStore, Writer
     from reconciler.training.registration import register_base
 
@@ -61,7 +62,7 @@ def _register_and_route(repo: Path, settings: Settings) -> None:
     version = register_base(
         use_case, desired.identities[PROVIDER_MODEL], desired, repo=repo, settings=settings
     )
-    store = TrafficStore(settings.traffic_db)
+    store = TrafficStore(StateDatabase.of(settings))
     if [r.version for r in store.read(PROVIDER_MODEL).routes] != [version]:
         store.write(PROVIDER_MODEL, [Route(version, 100)], writer=Writer.RECONCILER)
 
@@ -76,6 +77,9 @@ def running_provider(root: Path, tiny_model: Path, port: int) -> Iterator[str]:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "RECONCILER_STATE_DIR": str(settings.state_dir),
     }
+    # The provider is a service of its own: its routes are in its state folder's store, never
+    # in the shared one the demo may be pointed at.
+    env.pop(DATABASE_URL_ENV, None)
     log = (root / "provider.log").open("ab")
     process = subprocess.Popen(
         [

@@ -7,10 +7,10 @@ light: FastAPI, uvicorn, mlflow and torch are imported only by the modules that 
 
 Entry points for the rest of the reconciler:
 
-- `log_queries.window_metrics(path, use_case, since=...)`: per-version requests, error rate,
-  p50/p95 latency and guardrail violation rate, read from the request log (no HTTP needed);
-  `log_queries.read_exchanges(...)` for training data, `usage_by_version(...)` for usage.
-- `config.request_log_path(settings)`: where that log is.
+- `log_queries.window_metrics(database, use_case, since=...)`: per-version requests, error
+  rate, p50/p95 latency and guardrail violation rate, read from the request log in the state
+  store (no HTTP needed; every replica's rows on a shared store); `log_queries.read_exchanges`
+  for training data, `usage_by_version(...)` for usage.
 - `server.build_gateway(config, guard=...)` and `server.GatewayServer(gateway).start()/.stop()`
   to run a gateway in-process; `reconciler gateway` runs one from the command line.
 - `guard.OutputGuard`: the hook the guardrails engine implements.

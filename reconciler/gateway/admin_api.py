@@ -82,7 +82,7 @@ async def analysis_window(request: Request) -> dict[str, Any]:
     await _flushed(gateway)
     windows = await asyncio.to_thread(
         window_metrics,
-        gateway.config.request_log,
+        gateway.request_log.database,
         use_case,
         since=since,
         until=until,
@@ -102,7 +102,7 @@ async def usage(request: Request) -> dict[str, Any]:
     gateway = _gateway(request)
     await _flushed(gateway)
     rows = await asyncio.to_thread(
-        usage_by_version, gateway.config.request_log, request.query_params.get("use_case")
+        usage_by_version, gateway.request_log.database, request.query_params.get("use_case")
     )
     return {"versions": [row.as_json() for row in rows]}
 

@@ -183,6 +183,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         body = {
             "status": "ok" if writer.healthy else "unhealthy",
             "request_log": writer.as_json(),
+            # "pushed": route changes arrive by NOTIFY (a shared store); else only polled.
+            "route_changes": "pushed" if watcher.listening else "polled",
             "use_cases": {
                 name: {
                     "generation": plan.generation,

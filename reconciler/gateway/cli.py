@@ -12,6 +12,7 @@ from reconciler.cli_options import repo_option
 if TYPE_CHECKING:
     from reconciler.gateway.guard import OutputGuard
     from reconciler.spec.loader import DesiredState
+    from reconciler.state_store.database import StateDatabase
 
 # Checked once before the port opens, so loading the embedding model (seconds) is not paid
 # by the first player whose answer needs a semantic check.
@@ -41,6 +42,14 @@ _WARM_UP_TEXT = "Welcome to the inn, traveller. The road north is safe today."
     help="Request-log rows older than this are deleted.",
 )
 @click.option(
+    "--route-poll-seconds",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="How often the route table is read. On a PostgreSQL store (RECONCILER_DATABASE_URL) "
+    "changes are also pushed to every replica at once (LISTEN/NOTIFY); polling is the fallback.",
+)
+@click.option(
     "--no-guardrails",
     is_flag=True,
     help="Do not check outputs inline against the guardrail policies the use cases list "
@@ -55,6 +64,7 @@ def gateway_command(
     repo: Path,
     max_loaded_models: int,
     retention_days: float,
+    route_poll_seconds: float,
     no_guardrails: bool,
     access_log: bool,
     verbose: bool,
@@ -71,12 +81,14 @@ def gateway_command(
     from reconciler.gateway.server import configure_logging, serve_forever
     from reconciler.settings import Settings
     from reconciler.state_files import private_folder
+    from reconciler.state_store.database import StateDatabase
 
     configure_logging(verbose)
     settings = Settings.from_environment()
-    # Before anything else writes there (the violation store, the model cache): private.
+    # Before anything else writes there (the state store, the model cache): private.
     private_folder(settings.state_dir)
     desired = load_valid_state(repo)
+    database = StateDatabase.of(settings)
     config = GatewayConfig.from_settings(
         settings,
         host=host,
@@ -84,21 +96,22 @@ def gateway_command(
         repo=repo,
         max_loaded_models=max_loaded_models,
         retention_days=retention_days,
+        route_poll_seconds=route_poll_seconds,
     )
     guard, guarding = (None, "off (--no-guardrails)")
     if not no_guardrails:
-        guard, guarding = _policy_guard(desired, settings.state_dir, repo)
-    gateway = build_gateway(config, catalog=catalog_of(desired), guard=guard)
+        guard, guarding = _policy_guard(desired, database, repo)
+    gateway = build_gateway(config, catalog=catalog_of(desired), guard=guard, database=database)
     click.echo(
         f"Gateway on http://{host}:{port}/v1 serving {', '.join(gateway.catalog.names) or 'no'} "
-        f"use case(s); guardrails {guarding}; request log {config.request_log}.",
+        f"use case(s); guardrails {guarding}; state store {database.redacted}.",
         err=True,
     )
     serve_forever(gateway, access_log=access_log)
 
 
 def _policy_guard(
-    desired: DesiredState, state_dir: Path, repo: Path
+    desired: DesiredState, database: StateDatabase, repo: Path
 ) -> tuple[OutputGuard | None, str]:
     """The inline guard of the use cases' guardrail policies, warmed, and a line about it;
     None when no use case lists any (outputs then pass without a trip to the guard thread)."""
@@ -106,7 +119,7 @@ def _policy_guard(
     from reconciler.guardrails.store import ViolationStore
 
     guard = PolicyOutputGuard.from_desired_state(
-        desired, store=ViolationStore(state_dir), base_path=repo
+        desired, store=ViolationStore(database), base_path=repo
     )
     if not guard.engines:
         return None, "none listed"

@@ -27,6 +27,7 @@ from reconciler.gateway.targets import (
     TargetDescription,
     TargetResolver,
 )
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
 BackendFactory = Callable[[TargetDescription, GatewayConfig], Backend]
@@ -60,16 +61,20 @@ def build_gateway(
     resolver: TargetResolver | None = None,
     guard: OutputGuard | None = None,
     backend_factory: BackendFactory = backend_for,
+    database: StateDatabase | None = None,
     store: TrafficStore | None = None,
     request_log: RequestLog | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
-    """A gateway with the default parts, or the ones given."""
+    """A gateway with the default parts, or the ones given. The route table and the request
+    log live in `database` (default: the one `config` names): on a shared PostgreSQL store,
+    every replica built here serves the same routes and writes into the same log."""
+    database = database or StateDatabase(config.database)
     if catalog is None:
         catalog = load_catalog(config.repo) if config.repo is not None else UseCaseCatalog()
     if resolver is None:
         resolver = RegistryTargetResolver(catalog, config.tracking_uri, config.registry_uri)
-    store = store or TrafficStore(config.traffic_db)
+    store = store or TrafficStore(database)
     watcher: RouteWatcher | None = None
 
     def pinned() -> frozenset[Target]:
@@ -93,7 +98,7 @@ def build_gateway(
         watcher=watcher,
         request_log=request_log
         or RequestLog(
-            config.request_log,
+            database,
             retention_days=config.retention_days,
             clock=clock,
             queue_limit=config.request_log_queue_limit,

@@ -7,15 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.settings import MODEL_CACHE_DIR, Settings
+from reconciler.settings import DATABASE_FILE, MODEL_CACHE_DIR, Settings
 
 TOKEN_ENV = "RECONCILER_GATEWAY_TOKEN"
-REQUEST_LOG_FILE = "requests.db"
-
-
-def request_log_path(settings: Settings) -> Path:
-    """Where the gateway keeps its request log; the apply engine and training read it there."""
-    return settings.state_dir / REQUEST_LOG_FILE
 
 
 @dataclass(frozen=True)
@@ -24,7 +18,9 @@ class GatewayConfig:
     port: int = 8700
     repo: Path | None = None
     state_dir: Path = Path(".reconciler")
-    traffic_db: Path = Path(".reconciler/traffic.db")
+    # The state store (route table, request log, violations); empty: `state.db` in state_dir.
+    # Replicas on one PostgreSQL store serve the same routes and share one request log.
+    database_url: str = field(default="", repr=False)
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     registry_uri: str | None = None
     max_loaded_models: int = 4
@@ -46,8 +42,8 @@ class GatewayConfig:
     admin_token: str | None = field(default=None, repr=False)
 
     @property
-    def request_log(self) -> Path:
-        return self.state_dir / REQUEST_LOG_FILE
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / DATABASE_FILE}"
 
     @property
     def model_cache_dir(self) -> Path:
@@ -64,7 +60,7 @@ class GatewayConfig:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {
             "state_dir": settings.state_dir,
-            "traffic_db": settings.traffic_db,
+            "database_url": settings.database,
             "tracking_uri": settings.tracking_uri,
             "registry_uri": settings.registry_uri,
             "admin_token": env.get(TOKEN_ENV) or None,

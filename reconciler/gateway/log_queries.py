@@ -1,23 +1,29 @@
 """Reading the request log: canary-analysis windows, usage per version, training examples.
 
-These are plain functions over the SQLite file so the apply engine, training and the admin
-API share one definition of "error rate" or "p95 latency", and none of them needs the
-gateway process to be running. Shadow traffic is reported apart from live traffic: it never
+These are plain functions over the state store so the apply engine, training and the admin
+API share one definition of "error rate" or "p95 latency", and none of them needs a gateway
+process to be running. On a shared store a window counts what every gateway replica served.
+Shadow traffic is reported apart from live traffic: it never
 reached a player, so it must not be mistaken for a canary's live behaviour.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.gateway.request_log import RequestStatus, connect
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import aliased
+
+from reconciler.gateway.request_log import RequestStatus
 from reconciler.percentiles import percentile
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
+
+_log = schema.requests
 
 # Failures of the version itself: its backend raised or timed out (`upstream_error`), it
 # could not be loaded or reached (`target_unavailable`), or it produced no answer
@@ -62,7 +68,7 @@ class VersionWindow:
 
 
 def window_metrics(
-    log_path: Path,
+    database: StateDatabase,
     use_case: str,
     *,
     since: float,
@@ -73,28 +79,29 @@ def window_metrics(
     for requests logged in [since, until). Live traffic by default; `shadow=True` for copies.
     A version with no requests in the window is absent: no data, never a pass. Errors are
     failures of the version itself only (`VERSION_FAILURE_CODES`)."""
-    if not log_path.exists():
+    if not database.exists():
         return MappingProxyType({})
-    query = (
-        "SELECT model_version, status, error_code, latency_ms, guardrail, violations "
-        "FROM requests WHERE use_case = ? AND shadow = ? AND ts >= ?"
-    )
-    params: list[Any] = [use_case, int(shadow), since]
+    query = select(
+        _log.c.model_version,
+        _log.c.status,
+        _log.c.error_code,
+        _log.c.latency_ms,
+        _log.c.guardrail,
+        _log.c.violations,
+    ).where(_log.c.use_case == use_case, _log.c.shadow.is_(shadow), _log.c.ts >= since)
     if until is not None:
-        query += " AND ts < ?"
-        params.append(until)
+        query = query.where(_log.c.ts < until)
     latencies: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     violations: dict[str, int] = {}
-    with connect(log_path) as db:
-        for version, status, code, latency, guardrail, violation_json in db.execute(query, params):
-            latencies.setdefault(version, []).append(float(latency))
-            failed = status == RequestStatus.ERROR and (
-                code is None or code in VERSION_FAILURE_CODES
-            )
-            errors[version] = errors.get(version, 0) + failed
-            violated = guardrail not in ("pass", "none") or violation_json not in ("[]", None)
-            violations[version] = violations.get(version, 0) + violated
+    for version, status, code, latency, guardrail, violation_json in database.read(
+        lambda db: db.execute(query).all()
+    ):
+        latencies.setdefault(version, []).append(float(latency))
+        failed = status == RequestStatus.ERROR and (code is None or code in VERSION_FAILURE_CODES)
+        errors[version] = errors.get(version, 0) + failed
+        violated = guardrail not in ("pass", "none") or violation_json not in ("[]", None)
+        violations[version] = violations.get(version, 0) + violated
     windows = {}
     for version, values in sorted(latencies.items()):
         windows[version] = VersionWindow(
@@ -135,21 +142,25 @@ class VersionUsage:
         }
 
 
-def usage_by_version(log_path: Path, use_case: str | None = None) -> list[VersionUsage]:
+def usage_by_version(database: StateDatabase, use_case: str | None = None) -> list[VersionUsage]:
     """Count, success rate, mean latency and last use of every version in the retained log."""
-    if not log_path.exists():
+    if not database.exists():
         return []
-    query = (
-        "SELECT use_case, model_version, shadow, COUNT(*), SUM(status = 'ok'), "
-        "AVG(latency_ms), MAX(ts) FROM requests"
+    query = select(
+        _log.c.use_case,
+        _log.c.model_version,
+        _log.c.shadow,
+        func.count(),
+        func.sum(case((_log.c.status == RequestStatus.OK.value, 1), else_=0)),
+        func.avg(_log.c.latency_ms),
+        func.max(_log.c.ts),
     )
-    params: tuple[str, ...] = ()
     if use_case is not None:
-        query += " WHERE use_case = ?"
-        params = (use_case,)
-    query += " GROUP BY use_case, model_version, shadow ORDER BY use_case, model_version, shadow"
-    with connect(log_path) as db:
-        rows = db.execute(query, params).fetchall()
+        query = query.where(_log.c.use_case == use_case)
+    query = query.group_by(_log.c.use_case, _log.c.model_version, _log.c.shadow).order_by(
+        _log.c.use_case, _log.c.model_version, _log.c.shadow
+    )
+    rows = database.read(lambda db: db.execute(query).all())
     return [
         VersionUsage(str(u), str(v), bool(s), int(n), int(ok or 0), float(avg), float(last))
         for u, v, s, n, ok, avg, last in rows
@@ -176,7 +187,7 @@ class ExchangeRow:
 
 
 def read_exchanges(
-    log_path: Path,
+    database: StateDatabase,
     use_case: str,
     *,
     since: float,
@@ -192,38 +203,48 @@ def read_exchanges(
     'pass' but records what it violated; `without_violations` leaves those out too, as
     training must (a flagged output is not an example to learn from).
     """
-    if not log_path.exists():
+    if not database.exists():
         return
+    rated = schema.feedback
     query = (
-        "SELECT r.id, r.ts, r.use_case, r.model_version, r.request_json, r.output, f.rating, "
-        "f.corrected_output FROM requests r LEFT JOIN feedback f ON f.response_id = r.id "
-        "WHERE r.use_case = ? AND r.ts >= ? AND r.shadow = 0 AND r.status = 'ok' "
-        "AND r.guardrail = 'pass'"
+        select(
+            _log.c.id,
+            _log.c.ts,
+            _log.c.use_case,
+            _log.c.model_version,
+            _log.c.request_json,
+            _log.c.output,
+            rated.c.rating,
+            rated.c.corrected_output,
+        )
+        .select_from(_log.outerjoin(rated, rated.c.response_id == _log.c.id))
+        .where(
+            _log.c.use_case == use_case,
+            _log.c.ts >= since,
+            _log.c.shadow.is_(False),
+            _log.c.status == RequestStatus.OK.value,
+            _log.c.guardrail == "pass",
+        )
     )
-    params: list[Any] = [use_case, since]
     if without_violations:
         # The column is NOT NULL; the writer stores "no violations" as the JSON '[]'.
-        query += " AND r.violations = '[]'"
+        query = query.where(_log.c.violations == "[]")
     if min_rating is not None:
-        query += " AND (f.rating >= ? OR f.corrected_output IS NOT NULL)"
-        params.append(min_rating)
-    query += " ORDER BY r.ts DESC"
+        query = query.where((rated.c.rating >= min_rating) | rated.c.corrected_output.isnot(None))
+    query = query.order_by(_log.c.ts.desc())
     if limit is not None:
-        query += " LIMIT ?"
-        params.append(limit)
-    with connect(log_path) as db:
-        cursor: sqlite3.Cursor = db.execute(query, params)
-        for row in cursor:
-            yield ExchangeRow(
-                id=row[0],
-                ts=row[1],
-                use_case=row[2],
-                model_version=row[3],
-                request=MappingProxyType(json.loads(row[4])),
-                output=row[5] or "",
-                rating=row[6],
-                corrected_output=row[7],
-            )
+        query = query.limit(limit)
+    for row in database.read(lambda db: db.execute(query).all()):
+        yield ExchangeRow(
+            id=row[0],
+            ts=row[1],
+            use_case=row[2],
+            model_version=row[3],
+            request=MappingProxyType(json.loads(row[4])),
+            output=row[5] or "",
+            rating=row[6],
+            corrected_output=row[7],
+        )
 
 
 @dataclass(frozen=True)
@@ -238,18 +259,24 @@ class RecordedOutput:
 
 
 def served_outputs(
-    log_path: Path, use_case: str, *, since: float, limit: int = 5_000
+    database: StateDatabase, use_case: str, *, since: float, limit: int = 5_000
 ) -> list[RecordedOutput]:
     """The newest successful live outputs of `use_case` since `since` (shadows excluded)."""
-    if not log_path.exists():
+    if not database.exists():
         return []
-    with connect(log_path) as db:
-        rows = db.execute(
-            "SELECT model_version, output, ts, id, violations FROM requests "
-            "WHERE use_case = ? AND shadow = 0 AND status = ? AND ts >= ? "
-            "AND output IS NOT NULL ORDER BY ts DESC LIMIT ?",
-            (use_case, RequestStatus.OK.value, since, limit),
-        ).fetchall()
+    query = (
+        select(_log.c.model_version, _log.c.output, _log.c.ts, _log.c.id, _log.c.violations)
+        .where(
+            _log.c.use_case == use_case,
+            _log.c.shadow.is_(False),
+            _log.c.status == RequestStatus.OK.value,
+            _log.c.ts >= since,
+            _log.c.output.isnot(None),
+        )
+        .order_by(_log.c.ts.desc())
+        .limit(limit)
+    )
+    rows = database.read(lambda db: db.execute(query).all())
     return [
         RecordedOutput(str(v), str(text), float(ts), str(row_id), _labels(violations))
         for v, text, ts, row_id, violations in rows
@@ -265,7 +292,7 @@ def _labels(stored: str | None) -> tuple[str, ...]:
 
 
 def mirrored_pairs(
-    log_path: Path,
+    database: StateDatabase,
     use_case: str,
     *,
     version: str,
@@ -276,24 +303,28 @@ def mirrored_pairs(
 ) -> list[tuple[str, str]]:
     """(mirrored answer of `version`, live answer of `against`) to the same player requests in
     [since, until): what a shadow analysis compares. Only successful answers of both."""
-    if not log_path.exists():
+    if not database.exists():
         return []
-    with connect(log_path) as db:
-        rows = db.execute(
-            "SELECT s.output, l.output FROM requests AS s JOIN requests AS l "
-            "ON l.id = s.mirror_of WHERE s.use_case = ? AND s.shadow = 1 "
-            "AND s.model_version = ? AND l.model_version = ? AND l.shadow = 0 "
-            "AND s.status = ? AND l.status = ? AND s.ts >= ? AND s.ts < ? "
-            "AND s.output IS NOT NULL AND l.output IS NOT NULL ORDER BY s.ts DESC LIMIT ?",
-            (
-                use_case,
-                version,
-                against,
-                RequestStatus.OK.value,
-                RequestStatus.OK.value,
-                since,
-                until,
-                limit,
-            ),
-        ).fetchall()
-    return [(str(mirrored), str(live)) for mirrored, live in rows]
+    mirrored, live = aliased(_log), aliased(_log)
+    ok = RequestStatus.OK.value
+    query = (
+        select(mirrored.c.output, live.c.output)
+        .join(live, live.c.id == mirrored.c.mirror_of)
+        .where(
+            mirrored.c.use_case == use_case,
+            mirrored.c.shadow.is_(True),
+            mirrored.c.model_version == version,
+            live.c.model_version == against,
+            live.c.shadow.is_(False),
+            mirrored.c.status == ok,
+            live.c.status == ok,
+            mirrored.c.ts >= since,
+            mirrored.c.ts < until,
+            mirrored.c.output.isnot(None),
+            live.c.output.isnot(None),
+        )
+        .order_by(mirrored.c.ts.desc())
+        .limit(limit)
+    )
+    rows = database.read(lambda db: db.execute(query).all())
+    return [(str(answer), str(champion)) for answer, champion in rows]

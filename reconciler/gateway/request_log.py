@@ -1,18 +1,20 @@
-"""The request log: every exchange the gateway served, in SQLite (WAL) under the state folder.
+"""The request log: every exchange the gateway served, in the state store's `requests` table.
 
 This is the historical log that training reads, the prompt pool evaluation samples and the
-data canary analysis aggregates. Writes never run on the event loop: records go onto a queue
-that one writer thread drains in batches (one transaction per batch), so a burst of requests
-costs one fsync, not one each. Feedback goes through the same queue, which orders it after
-the record it refers to even when it arrives right after the response. Rows older than the
-retention period are deleted by the writer about once an hour.
+data canary analysis aggregates. With PostgreSQL every gateway replica writes into the same
+table, so an analysis window counts what all of them served. Writes never run on the event
+loop: records go onto a queue that one writer thread drains in batches (one transaction per
+batch), so a burst of requests costs one commit, not one each. Feedback goes through the same
+queue, which orders it after the record it refers to even when it arrives right after the
+response. Rows older than the retention period are deleted by the writer about once an hour.
 
 The writer must outlive any one record: a record it cannot store (text no encoder accepts, a
-value SQLite refuses) is counted as failed and logged, and the rest of its batch is written.
-The queue is bounded and nothing on the event loop ever waits for room in it: a record that
-does not fit is dropped and counted, a job is refused at once (`RequestLogUnavailableError`).
-`health()` tells a writer that stopped, or that has been stuck in one batch for longer than
-`stall_seconds`, from one that keeps up, so /healthz can say so.
+value the database refuses) is counted as failed and logged, and the rest of its batch is
+written. A database it cannot reach is waited for - the batch is kept and tried again with
+backoff - while the bounded queue takes what arrives meanwhile; nothing on the event loop
+ever waits: a record that does not fit is dropped and counted, a job is refused at once
+(`RequestLogUnavailableError`). `health()` tells a writer that stopped, or that has been stuck
+in one batch for longer than `stall_seconds`, from one that keeps up, so /healthz can say so.
 """
 
 from __future__ import annotations
@@ -21,63 +23,28 @@ import enum
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, delete, func, select
+
+from reconciler.errors import StateStoreError
 from reconciler.redaction import redact_text, without_surrogates
-from reconciler.state_files import private_database
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase, StateStoreUnreachableError
+from reconciler.state_store.upsert import upsert
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id                TEXT PRIMARY KEY,
-    ts                REAL NOT NULL,
-    use_case          TEXT NOT NULL,
-    model_version     TEXT NOT NULL,
-    shadow            INTEGER NOT NULL DEFAULT 0,
-    mirror_of         TEXT,
-    endpoint          TEXT NOT NULL,
-    session_id        TEXT,
-    route_generation  INTEGER NOT NULL,
-    request_json      TEXT NOT NULL,
-    output            TEXT,
-    status            TEXT NOT NULL,
-    error             TEXT,
-    error_code        TEXT,
-    latency_ms        REAL NOT NULL,
-    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    guardrail         TEXT NOT NULL,
-    violations        TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS requests_by_use_case_time ON requests (use_case, ts);
-CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts);
-CREATE TABLE IF NOT EXISTS feedback (
-    response_id      TEXT PRIMARY KEY REFERENCES requests (id) ON DELETE CASCADE,
-    rating           REAL,
-    corrected_output TEXT,
-    updated_at       REAL NOT NULL
-);
-"""
-_INSERT = (
-    "INSERT OR REPLACE INTO requests (id, ts, use_case, model_version, shadow, mirror_of, "
-    "endpoint, session_id, route_generation, request_json, output, status, error, error_code, "
-    "latency_ms, prompt_tokens, completion_tokens, guardrail, violations) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _BATCH = 512
 _RETENTION_EVERY_SECONDS = 3600.0
 QUEUE_LIMIT = 100_000
-# A batch is a few milliseconds of SQLite; a minute in one means the disk or a lock is stuck.
+# A batch is milliseconds; a minute in one means the disk or a lock is stuck, or the
+# database has been unreachable that long.
 STALL_SECONDS = 60.0
 
 
@@ -110,28 +77,28 @@ class LoggedRequest:
     mirror_of: str | None = None
     session_id: str | None = None
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.id,
-            self.ts,
-            self.use_case,
-            self.model_version,
-            int(self.shadow),
-            self.mirror_of,
-            self.endpoint,
-            self.session_id,
-            self.route_generation,
-            json.dumps(self.request, ensure_ascii=False),
-            self.output,
-            self.status,
-            self.error,
-            self.error_code,
-            self.latency_ms,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.guardrail,
-            json.dumps(list(self.violations), ensure_ascii=False),
-        )
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "use_case": self.use_case,
+            "model_version": self.model_version,
+            "shadow": self.shadow,
+            "mirror_of": self.mirror_of,
+            "endpoint": self.endpoint,
+            "session_id": self.session_id,
+            "route_generation": self.route_generation,
+            "request_json": json.dumps(self.request, ensure_ascii=False),
+            "output": self.output,
+            "status": self.status,
+            "error": self.error,
+            "error_code": self.error_code,
+            "latency_ms": self.latency_ms,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "guardrail": self.guardrail,
+            "violations": json.dumps(list(self.violations), ensure_ascii=False),
+        }
 
 
 @dataclass(frozen=True)
@@ -176,37 +143,7 @@ class WriterHealth:
         }
 
 
-@contextmanager
-def connect(path: Path, *, create: bool = False) -> Iterator[sqlite3.Connection]:
-    """A connection to the request log; creates the file and schema when `create`."""
-    if create:
-        private_database(path)
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    try:
-        connection.execute("PRAGMA busy_timeout = 30000")
-        connection.execute("PRAGMA foreign_keys = ON")
-        if create:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        # A reader may meet a log an older gateway wrote: its queries need today's columns.
-        if version < SCHEMA_VERSION and (create or version > 0):
-            _migrate(connection)
-        yield connection
-    finally:
-        connection.close()
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring a log of an older schema up to date; a new file gets the whole schema."""
-    connection.executescript(_SCHEMA)
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(requests)")}
-    if "error_code" not in columns:  # schema 1: errors had no code
-        connection.execute("ALTER TABLE requests ADD COLUMN error_code TEXT")
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-_Job = Callable[[sqlite3.Connection], Any]
+_Job = Callable[[Connection], Any]
 
 
 def _feedback_targets(feedback: Feedback, rows: list[str]) -> list[str]:
@@ -236,7 +173,7 @@ class RequestLog:
 
     def __init__(
         self,
-        path: Path,
+        database: StateDatabase,
         *,
         retention_days: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -244,7 +181,7 @@ class RequestLog:
         queue_limit: int = QUEUE_LIMIT,
         stall_seconds: float = STALL_SECONDS,
     ) -> None:
-        self.path = path
+        self.database = database
         self.retention_days = retention_days
         self.stall_seconds = stall_seconds
         self._clock = clock
@@ -260,10 +197,12 @@ class RequestLog:
         self.written = 0
         self.failed = 0
         self.last_failure: str | None = None
+        # Set by `stop`: a writer waiting for an unreachable database gives up its batch.
+        self._stopping = threading.Event()
 
     def start(self) -> None:
-        with connect(self.path, create=True):
-            pass
+        self.database.migrate()
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -274,6 +213,7 @@ class RequestLog:
         if thread.is_alive():
             try:
                 self._queue.put(None, timeout=timeout)
+                self._stopping.set()
             except queue.Full:
                 log.error("the request log writer did not take the stop signal; leaving it")
             thread.join(timeout)
@@ -353,26 +293,47 @@ class RequestLog:
         now = self._clock()
         response_id = feedback.response_id
 
-        def job(db: sqlite3.Connection) -> int:
-            # `<id>:` .. `<id>;` is exactly the ids that start with `<id>:` (';' follows ':').
-            rows = [
-                row_id
-                for (row_id,) in db.execute(
-                    "SELECT id FROM requests WHERE shadow = 0 AND (id = ? OR (id >= ? AND id < ?)) "
-                    "ORDER BY id",
-                    (response_id, f"{response_id}:", f"{response_id};"),
+        def job(db: Connection) -> int:
+            # `<id>:` .. `<id>;` is exactly the ids that start with `<id>:` (';' follows ':'
+            # in byte order, which the id column sorts by on both backends).
+            ids = schema.requests.c.id
+            rows = list(
+                db.scalars(
+                    select(ids)
+                    .where(
+                        schema.requests.c.shadow.is_(False),
+                        (ids == response_id)
+                        | ((ids >= f"{response_id}:") & (ids < f"{response_id};")),
+                    )
+                    .order_by(ids)
                 )
-            ]
+            )
             if not rows:
                 return 0
             targets = _feedback_targets(feedback, rows)
-            db.executemany(
-                "INSERT INTO feedback (response_id, rating, corrected_output, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET "
-                "rating = COALESCE(excluded.rating, rating), "
-                "corrected_output = COALESCE(excluded.corrected_output, corrected_output), "
-                "updated_at = excluded.updated_at",
-                [(row_id, feedback.rating, feedback.corrected_output, now) for row_id in targets],
+            table = schema.feedback
+            db.execute(
+                upsert(
+                    db,
+                    table,
+                    key=("response_id",),
+                    set_=lambda proposed: {
+                        "rating": func.coalesce(proposed.rating, table.c.rating),
+                        "corrected_output": func.coalesce(
+                            proposed.corrected_output, table.c.corrected_output
+                        ),
+                        "updated_at": proposed.updated_at,
+                    },
+                ),
+                [
+                    {
+                        "response_id": row_id,
+                        "rating": feedback.rating,
+                        "corrected_output": feedback.corrected_output,
+                        "updated_at": now,
+                    }
+                    for row_id in targets
+                ],
             )
             return len(targets)
 
@@ -393,28 +354,25 @@ class RequestLog:
         future.result(timeout)
 
     def _run(self) -> None:
-        with connect(self.path, create=True) as db:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                self._busy_since = self._monotonic()
-                stop = False
-                try:
-                    stop = self._take_batch(db, item)
-                    if not stop:
-                        self._apply_retention(db)
-                except Exception as exc:  # one bad batch must not end the log for good
-                    self._failed(1, exc)
-                    log.exception("the request log writer failed on a batch; going on")
-                finally:
-                    self._busy_since = None
-                if stop:
-                    return
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._busy_since = self._monotonic()
+            stop = False
+            try:
+                stop = self._take_batch(item)
+                if not stop:
+                    self._apply_retention()
+            except Exception as exc:  # one bad batch must not end the log for good
+                self._failed(1, exc)
+                log.exception("the request log writer failed on a batch; going on")
+            finally:
+                self._busy_since = None
+            if stop:
+                return
 
-    def _take_batch(
-        self, db: sqlite3.Connection, first: LoggedRequest | tuple[_Job, Future[Any]]
-    ) -> bool:
+    def _take_batch(self, first: LoggedRequest | tuple[_Job, Future[Any]]) -> bool:
         """Write `first` and what else is queued, up to a batch; True when told to stop."""
         records: list[LoggedRequest] = []
         jobs: list[tuple[_Job, Future[Any]]] = []
@@ -435,7 +393,7 @@ class RequestLog:
                 stop = True
                 break
             item = following
-        self._write(db, records, jobs)
+        self._write(records, jobs)
         return stop
 
     def _failed(self, count: int, exc: BaseException) -> None:
@@ -446,35 +404,53 @@ class RequestLog:
             f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
         )
 
-    def _write(
-        self,
-        db: sqlite3.Connection,
-        records: list[LoggedRequest],
-        jobs: list[tuple[_Job, Future[Any]]],
-    ) -> None:
+    def _write(self, records: list[LoggedRequest], jobs: list[tuple[_Job, Future[Any]]]) -> None:
         # Records first: a job queued in the same batch may refer to any of them.
         if records:
             try:
-                db.execute("BEGIN")
-                db.executemany(_INSERT, [r.row() for r in records])
-                db.execute("COMMIT")
+                self._patiently(lambda: self._insert([r.row() for r in records]))
                 self.written += len(records)
+            except StateStoreUnreachableError as exc:  # only when stopping
+                self._failed(len(records), exc)
             except Exception:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                self._write_one_by_one(db, records)
+                self._write_one_by_one(records)
         for job, future in jobs:
             try:
-                future.set_result(job(db))
+                future.set_result(self.database.write(job, retry_seconds=0))
             except Exception as exc:
                 future.set_exception(exc)
 
-    def _write_one_by_one(self, db: sqlite3.Connection, records: list[LoggedRequest]) -> None:
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        if self.database.is_postgresql:
+            rows = [_without_nul(row) for row in rows]
+
+        def insert(db: Connection) -> None:
+            db.execute(upsert(db, schema.requests, key=("id",)), rows)
+
+        self.database.write(insert, retry_seconds=0)
+
+    def _patiently(self, work: Callable[[], None]) -> None:
+        """Run `work` until the database answers; give up only when stopping."""
+        attempt = 0
+        while True:
+            try:
+                work()
+                return
+            except StateStoreUnreachableError as exc:
+                if self._stopping.is_set():
+                    raise
+                self.last_failure = f"waiting for the database: {exc}"
+                if attempt == 0:
+                    log.warning("the request log waits for the database: %s", exc)
+                self._stopping.wait(self.database.backoff(attempt))
+                attempt += 1
+
+    def _write_one_by_one(self, records: list[LoggedRequest]) -> None:
         """The batch failed: store every record that can be, and count the ones that cannot."""
         for record in records:
             try:
-                db.execute(_INSERT, record.row())
-            except (sqlite3.Error, ValueError, TypeError) as exc:
+                self._insert([record.row()])
+            except (StateStoreError, ValueError, TypeError) as exc:
                 # UnicodeEncodeError (a lone surrogate) is a ValueError.
                 self._failed(1, exc)
                 log.error(
@@ -487,16 +463,27 @@ class RequestLog:
             else:
                 self.written += 1
 
-    def _apply_retention(self, db: sqlite3.Connection) -> None:
+    def _apply_retention(self) -> None:
         now = self._clock()
         if now < self._next_retention:
             return
         self._next_retention = now + _RETENTION_EVERY_SECONDS
         cutoff = now - self.retention_days * 86_400
+        requests = schema.requests
         try:
-            deleted = db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
-        except sqlite3.Error:
+            deleted = self.database.write(
+                lambda db: db.execute(delete(requests).where(requests.c.ts < cutoff)).rowcount
+            )
+        except StateStoreError:
             log.exception("applying the request log retention failed")
             return
         if deleted:
             log.info("deleted %d request log rows older than %g days", deleted, self.retention_days)
+
+
+def _without_nul(row: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL: a generated output that has one keeps the rest."""
+    return {
+        key: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        for key, value in row.items()
+    }

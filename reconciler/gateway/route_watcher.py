@@ -1,17 +1,21 @@
 """Keeps the gateway's route plans in step with the route table, without a restart.
 
-Every `poll_seconds` the watcher reads the table (one small SQLite read on a worker thread).
-When a use case's generation moved, it loads and warms every version the new routes name
-*before* swapping the plan in; until then the old plan keeps serving. A swap replaces one
-object reference, so requests already routed finish on the backend they were given. A load
-that fails leaves the old plan serving and is retried on a later poll, with the reason shown
-at /healthz and /admin/routes: per target (which version, which variable or error, redacted),
-so a player's 503 and an operator's tools name the real cause.
+The watcher reads the table (one small read on a worker thread) every `poll_seconds`, and at
+once when the store tells it a use case's routes changed: on a shared PostgreSQL store every
+replica LISTENs for the NOTIFY a route write sends, so a change reaches all of them within
+milliseconds, and polling remains the fallback should a notice be lost (a dropped
+connection). When a use case's generation moved, it loads and warms every version the new
+routes name *before* swapping the plan in; until then the old plan keeps serving. A swap
+replaces one object reference, so requests already routed finish on the backend they were
+given. A load that fails leaves the old plan serving and is retried on a later poll, with the
+reason shown at /healthz and /admin/routes: per target (which version, which variable or
+error, redacted), so a player's 503 and an operator's tools name the real cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +26,7 @@ from reconciler.gateway.model_cache import ModelCache
 from reconciler.gateway.routing import RoutePlan
 from reconciler.gateway.targets import Target
 from reconciler.observe.state import TrafficSnapshot
+from reconciler.state_store.route_notices import RouteNotices
 from reconciler.traffic.store import TrafficStore
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,8 @@ class RouteWatcher:
         self.pending: dict[str, PendingRoutes] = {}
         self._warming: dict[str, RoutePlan] = {}
         self._task: asyncio.Task[None] | None = None
+        self._notices: RouteNotices | None = None
+        self._changed = asyncio.Event()
 
     def plan(self, use_case: str) -> RoutePlan | None:
         return self.plans.get(use_case)
@@ -109,7 +116,21 @@ class RouteWatcher:
     def known_use_cases(self) -> tuple[str, ...]:
         return tuple(sorted({*self._use_cases(), *self.plans}))
 
+    @property
+    def listening(self) -> bool:
+        """Whether route changes are being pushed to this watcher (else it only polls)."""
+        return self._notices is not None and self._notices.listening.is_set()
+
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        changed = self._changed
+
+        def wake(_use_case: str) -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        # Listen before the first read, so no change falls between the two.
+        self._notices = await asyncio.to_thread(self.store.watch, wake)
         await self.refresh()
         self._task = asyncio.create_task(self._poll_forever(), name="route-watcher")
 
@@ -118,6 +139,9 @@ class RouteWatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._notices is not None:
+            await asyncio.to_thread(self._notices.stop)
+            self._notices = None
 
     async def refresh(self) -> None:
         """Read the table once and switch every use case whose routes changed and are ready."""
@@ -200,7 +224,9 @@ class RouteWatcher:
 
     async def _poll_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=self.poll_seconds)
+            self._changed.clear()
             try:
                 await self.refresh()
             except asyncio.CancelledError:

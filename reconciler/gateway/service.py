@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from reconciler.errors import StateStoreError
 from reconciler.gateway.backends.base import (
     BackendError,
     GenerationRequest,
@@ -154,9 +155,12 @@ class Gateway:
             return await asyncio.wait_for(
                 asyncio.wrap_future(self.request_log.submit(job)), timeout
             )
-        except RequestLogUnavailableError as exc:
+        except (RequestLogUnavailableError, StateStoreError) as exc:
             raise GatewayError(
-                503, str(exc), type=ErrorType.UNAVAILABLE, code="request_log_unavailable"
+                503,
+                redact_text(str(exc)),
+                type=ErrorType.UNAVAILABLE,
+                code="request_log_unavailable",
             ) from exc
         except TimeoutError as exc:
             raise GatewayError(

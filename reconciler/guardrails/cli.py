@@ -122,14 +122,21 @@ def check(repo: Path, policy: str | None, input_file: Path, output: str) -> None
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="State folder holding violations.db (default: RECONCILER_STATE_DIR or .reconciler/).",
+    help="State folder whose state.db holds the violations (default: RECONCILER_STATE_DIR or "
+    ".reconciler/); ignored when RECONCILER_DATABASE_URL names the store.",
 )
 def report(use_case: str, output: str, state_dir: Path | None) -> None:
     """Summarise the violations recorded for USE_CASE."""
+    from dataclasses import replace
+
     from reconciler.guardrails.store import ViolationStore
     from reconciler.settings import Settings
+    from reconciler.state_store.database import StateDatabase
 
-    store = ViolationStore(state_dir or Settings.from_environment().state_dir)
+    settings = Settings.from_environment()
+    if state_dir is not None:
+        settings = replace(settings, state_dir=state_dir)
+    store = ViolationStore(StateDatabase.of(settings))
     summary = store.report(use_case)
     if output == "json":
         click.echo(json.dumps(summary.to_json(), indent=2))

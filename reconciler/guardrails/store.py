@@ -1,4 +1,4 @@
-"""Violations persisted in SQLite (``violations.db`` in the state folder), with a report.
+"""Violations persisted in the state store's ``violations`` table, with a report.
 
 Each row is one finding on one output: use case, model version, policy, check, category,
 severity, intervention, time, and a redacted sample — PII masked, then truncated — so the
@@ -8,45 +8,22 @@ The clock is injected so tests control time.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from reconciler.errors import StateStoreError
+from sqlalchemy import Connection, select
+
 from reconciler.guardrails.checks.pii import mask_pii
 from reconciler.guardrails.verdicts import Verdict
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
+from reconciler.state_store.upsert import insert_unless_present
 
-DATABASE_NAME = "violations.db"
 SAMPLE_CHARS = 160
 
 Clock = Callable[[], datetime]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS violations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recorded_at TEXT NOT NULL,
-    use_case TEXT NOT NULL,
-    version TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    category TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    intervention TEXT NOT NULL,
-    sample TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS violations_by_use_case ON violations (use_case, recorded_at);
-"""
-# The logged request a finding came from: the monitor re-reads overlapping windows of the
-# request log, and a finding is stored once per request however often it is read.
-_SOURCE_COLUMN = "ALTER TABLE violations ADD COLUMN source TEXT"
-_SOURCE_INDEX = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS violations_once_per_source "
-    "ON violations (source, policy, check_name) WHERE source IS NOT NULL"
-)
 
 
 def redact_sample(text: str, limit: int = SAMPLE_CHARS) -> str:
@@ -109,30 +86,11 @@ class ViolationReport:
 
 
 class ViolationStore:
-    """The violation log of one state folder."""
+    """The violation log of one state store (every gateway replica and monitor share it)."""
 
-    def __init__(self, state_dir: Path, *, clock: Clock = _utc_now) -> None:
-        self.path = state_dir / DATABASE_NAME
+    def __init__(self, database: StateDatabase, *, clock: Clock = _utc_now) -> None:
+        self.database = database
         self._clock = clock
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            with self._connection() as connection:
-                connection.executescript(_SCHEMA)
-                columns = {row[1] for row in connection.execute("PRAGMA table_info(violations)")}
-                if "source" not in columns:  # a store made before sources were kept
-                    connection.execute(_SOURCE_COLUMN)
-                connection.execute(_SOURCE_INDEX)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateStoreError(f"cannot use the violation store {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=10)
-        try:
-            with connection:
-                yield connection
-        finally:
-            connection.close()
 
     def record(
         self,
@@ -153,45 +111,52 @@ class ViolationStore:
         now = self._clock().astimezone(UTC).isoformat()
         sample = redact_sample(text)
         rows = [
-            (
-                now,
-                use_case,
-                version,
-                f.policy,
-                f.check,
-                f.category,
-                f.severity.value,
-                f.intervention.value,
-                sample,
-                source,
-            )
+            {
+                "recorded_at": now,
+                "use_case": use_case,
+                "version": version,
+                "policy": f.policy,
+                "check_name": f.check,
+                "category": f.category,
+                "severity": f.severity.value,
+                "intervention": f.intervention.value,
+                "sample": sample,
+                "source": source,
+            }
             for f in verdict.findings
         ]
-        with self._connection() as connection:
-            before = connection.total_changes
-            connection.executemany(
-                "INSERT OR IGNORE INTO violations (recorded_at, use_case, version, policy, "
-                "check_name, category, severity, intervention, sample, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            return connection.total_changes - before
+
+        def store(db: Connection) -> int:
+            table = schema.violations
+            stored = 0
+            for row in rows:  # one by one: each says whether it was new (a row back) or not
+                inserted = insert_unless_present(db, table).returning(table.c.id)
+                stored += len(db.execute(inserted, row).all())
+            return stored
+
+        return int(self.database.write(store))
 
     def violations(self, use_case: str, *, since: datetime | None = None) -> list[ViolationRecord]:
         """The use case's violations, newest first."""
-        query = (
-            "SELECT recorded_at, use_case, version, policy, check_name, category, severity, "
-            "intervention, sample FROM violations WHERE use_case = ?"
-        )
-        parameters: list[str] = [use_case]
+        if not self.database.exists():
+            return []
+        table = schema.violations
+        query = select(
+            table.c.recorded_at,
+            table.c.use_case,
+            table.c.version,
+            table.c.policy,
+            table.c.check_name,
+            table.c.category,
+            table.c.severity,
+            table.c.intervention,
+            table.c.sample,
+        ).where(table.c.use_case == use_case)
         if since is not None:
-            query += " AND recorded_at >= ?"
-            parameters.append(since.astimezone(UTC).isoformat())
-        with self._connection() as connection:
-            rows = connection.execute(query + " ORDER BY recorded_at DESC, id DESC", parameters)
-            return [
-                ViolationRecord(datetime.fromisoformat(row[0]), *row[1:]) for row in rows.fetchall()
-            ]
+            query = query.where(table.c.recorded_at >= since.astimezone(UTC).isoformat())
+        query = query.order_by(table.c.recorded_at.desc(), table.c.id.desc())
+        rows = self.database.read(lambda db: db.execute(query).all())
+        return [ViolationRecord(datetime.fromisoformat(row[0]), *row[1:]) for row in rows]
 
     def report(self, use_case: str, *, latest: int = 10) -> ViolationReport:
         records = self.violations(use_case)

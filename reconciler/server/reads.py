@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.apply.locks import locks_for
 from reconciler.apply.status import UseCaseStatus, rollout_view, use_case_status
 from reconciler.controller import CycleReport, describe
 from reconciler.errors import ReconcilerError
@@ -17,6 +18,7 @@ from reconciler.plan.model import Plan
 from reconciler.planning import make_plan
 from reconciler.server.runtime import DesiredStateInvalidError, ServeRuntime
 from reconciler.spec.loader import DesiredState
+from reconciler.state_store.database import StateDatabase
 
 RECENT_JUDGEMENTS = 10
 
@@ -34,7 +36,7 @@ def _planned(runtime: ServeRuntime) -> tuple[DesiredState, Plan, list[UseCaseSta
         made.observed,
         made.plan,
         runtime.journal,
-        state_dir=runtime.settings.state_dir,
+        locks=locks_for(StateDatabase.of(runtime.settings), runtime.settings.state_dir),
     )
     return made.desired, made.plan, statuses
 
@@ -137,7 +139,8 @@ def guardrails(runtime: ServeRuntime, name: str) -> dict[str, Any]:
     from reconciler.guardrails.store import ViolationStore
 
     known(runtime.load(), name)
-    report: dict[str, Any] = ViolationStore(runtime.settings.state_dir).report(name).to_json()
+    store = ViolationStore(StateDatabase.of(runtime.settings))
+    report: dict[str, Any] = store.report(name).to_json()
     return report
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic.alias_generators import to_snake
+from pydantic.alias_generators import to_snake as _to_snake
 from pydantic_core import ErrorDetails
 
 from reconciler.spec.base import NestedFieldError
@@ -179,6 +179,11 @@ def validate_document(document: YamlDocument) -> tuple[ValidDocument | None, lis
     if header:
         return None, header
     return ValidDocument(document, value), []
+
+
+# Field names are few and read once per use case each: a desired state of thousands of use
+# cases would otherwise spend most of its validation converting the same names.
+to_snake = functools.lru_cache(maxsize=512)(_to_snake)
 
 
 def _field(mapping: Any, name: str) -> tuple[str, Any] | None:

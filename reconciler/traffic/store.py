@@ -1,43 +1,34 @@
-"""The route table in SQLite, under the state folder.
+"""The route table, in the state store (SQLite on one host, PostgreSQL shared by several).
 
 The reconciler writes it, the gateway serves from it. Besides the live routes, each use case
 keeps the routes the reconciler itself last wrote ("applied", like kubectl's last-applied
 annotation): a difference between the two is drift, i.e. weights edited outside the
 reconciler. Every write bumps a per-use-case generation so readers notice changes cheaply.
+
+On PostgreSQL, writers of one use case take turns (a transaction-scoped advisory lock), and
+each write sends a NOTIFY once it commits: `watch` hands gateway replicas those notices so a
+route change reaches every one of them at once; they poll as well, in case a notice is lost.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
 
+from sqlalchemy import Connection, delete, insert, select, text
+
+from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.errors import StateStoreError
 from reconciler.observe.state import Route, TrafficSnapshot
-from reconciler.state_files import private_database
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
+from reconciler.state_store.route_notices import RouteNotices
+from reconciler.state_store.upsert import upsert
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS routes (
-    use_case TEXT NOT NULL,
-    version  TEXT NOT NULL,
-    weight   INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
-    shadow   INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (use_case, version, shadow)
-);
-CREATE TABLE IF NOT EXISTS route_tables (
-    use_case   TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL,
-    applied    TEXT,
-    written_by TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-"""
+ROUTES_CHANNEL = "reconciler_routes"
 
 
 class Writer(enum.StrEnum):
@@ -61,76 +52,28 @@ def check_routes(routes: Sequence[Route]) -> None:
 
 
 class TrafficStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @contextmanager
-    def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
-        if create:
-            private_database(self.path)
-        try:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"cannot open the traffic store {self.path}: {exc}") from exc
-        try:
-            connection.execute("PRAGMA busy_timeout = 30000")
-            if create:
-                connection.execute("PRAGMA journal_mode = WAL")
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"the traffic store {self.path} has schema {version}, newer than this "
-                    f"reconciler understands ({SCHEMA_VERSION}); upgrade the reconciler"
-                )
-            if create and version < SCHEMA_VERSION:
-                connection.executescript(_SCHEMA)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            yield connection
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"traffic store {self.path}: {exc}") from exc
-        finally:
-            connection.close()
+    def __init__(self, database: StateDatabase, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.database = database
+        self.clock = clock
 
     def snapshot(self, use_cases: Sequence[str]) -> Mapping[str, TrafficSnapshot]:
-        """Routes of the named use cases; reading never creates the store."""
-        if not self.path.exists():
+        """Routes of the named use cases, in one transaction; reading never creates a store."""
+        if not self.database.exists():
             return MappingProxyType({name: TrafficSnapshot() for name in use_cases})
-        with self._connect(create=False) as db:
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                return MappingProxyType({name: TrafficSnapshot() for name in use_cases})
-            return MappingProxyType({name: self._read(db, name) for name in use_cases})
+
+        def read(db: Connection) -> Mapping[str, TrafficSnapshot]:
+            return MappingProxyType(_read(db, list(use_cases)))
+
+        return self.database.read(read)
 
     def read(self, use_case: str) -> TrafficSnapshot:
         return self.snapshot([use_case])[use_case]
 
     def use_cases(self) -> list[str]:
-        if not self.path.exists():
+        if not self.database.exists():
             return []
-        with self._connect(create=False) as db:
-            rows = db.execute("SELECT use_case FROM route_tables ORDER BY use_case").fetchall()
-        return [row[0] for row in rows]
-
-    @staticmethod
-    def _read(db: sqlite3.Connection, use_case: str) -> TrafficSnapshot:
-        rows = db.execute(
-            "SELECT version, weight, shadow FROM routes WHERE use_case = ? "
-            "ORDER BY shadow, version",
-            (use_case,),
-        ).fetchall()
-        meta = db.execute(
-            "SELECT generation, applied FROM route_tables WHERE use_case = ?", (use_case,)
-        ).fetchone()
-        routes = tuple(Route(str(v), int(w), bool(s)) for v, w, s in rows)
-        if meta is None:
-            return TrafficSnapshot(routes=routes)
-        generation, applied_json = meta
-        applied = None
-        if applied_json is not None:
-            applied = tuple(
-                Route(str(r["version"]), int(r["weight"]), bool(r.get("shadow", False)))
-                for r in json.loads(applied_json)
-            )
-        return TrafficSnapshot(routes=routes, applied=applied, generation=int(generation))
+        query = select(schema.route_tables.c.use_case).order_by(schema.route_tables.c.use_case)
+        return self.database.read(lambda db: [str(name) for name in db.scalars(query)])
 
     def write(
         self,
@@ -147,36 +90,99 @@ class TrafficStore:
         (optimistic concurrency), so an executor never overwrites a change it has not seen.
         """
         check_routes(routes)
-        stamp = (now or datetime.now(UTC)).isoformat()
-        with self._connect(create=True) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT generation, applied FROM route_tables WHERE use_case = ?",
-                    (use_case,),
-                ).fetchone()
-                generation, applied = (row[0], row[1]) if row else (0, None)
-                if expected_generation is not None and generation != expected_generation:
-                    raise StateStoreError(
-                        f"routes of {use_case} changed meanwhile (generation {generation}, "
-                        f"expected {expected_generation}); plan again"
-                    )
-                db.execute("DELETE FROM routes WHERE use_case = ?", (use_case,))
-                db.executemany(
-                    "INSERT INTO routes (use_case, version, weight, shadow) VALUES (?, ?, ?, ?)",
-                    [(use_case, r.version, r.weight, int(r.shadow)) for r in routes],
+        stamp = (now or datetime.fromtimestamp(self.clock.now(), UTC)).isoformat()
+
+        def write(db: Connection) -> int:
+            row = db.execute(
+                select(schema.route_tables.c.generation, schema.route_tables.c.applied).where(
+                    schema.route_tables.c.use_case == use_case
                 )
-                if writer is Writer.RECONCILER:
-                    applied = json.dumps([r.as_json() for r in routes])
+            ).first()
+            generation, applied = (int(row[0]), row[1]) if row else (0, None)
+            if expected_generation is not None and generation != expected_generation:
+                raise StateStoreError(
+                    f"routes of {use_case} changed meanwhile (generation {generation}, "
+                    f"expected {expected_generation}); plan again"
+                )
+            db.execute(delete(schema.routes).where(schema.routes.c.use_case == use_case))
+            if routes:
                 db.execute(
-                    "INSERT INTO route_tables (use_case, generation, applied, written_by, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(use_case) DO UPDATE SET "
-                    "generation = excluded.generation, applied = excluded.applied, "
-                    "written_by = excluded.written_by, updated_at = excluded.updated_at",
-                    (use_case, generation + 1, applied, writer.value, stamp),
+                    insert(schema.routes),
+                    [
+                        {"use_case": use_case, "version": r.version, "weight": r.weight,
+                         "shadow": r.shadow}
+                        for r in routes
+                    ],
+                )  # fmt: skip
+            if writer is Writer.RECONCILER:
+                applied = json.dumps([r.as_json() for r in routes])
+            db.execute(
+                upsert(
+                    db,
+                    schema.route_tables,
+                    {
+                        "use_case": use_case,
+                        "generation": generation + 1,
+                        "applied": applied,
+                        "written_by": writer.value,
+                        "updated_at": stamp,
+                    },
+                    key=("use_case",),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return int(generation) + 1
+            )
+            if self.database.is_postgresql:
+                # Delivered when (and only if) this transaction commits.
+                db.execute(
+                    text("SELECT pg_notify(:channel, :use_case)"),
+                    {"channel": ROUTES_CHANNEL, "use_case": use_case},
+                )
+            return generation + 1
+
+        return self.database.write(write, serialise_on=("routes", use_case))
+
+    def watch(self, on_change: Callable[[str], None]) -> RouteNotices | None:
+        """Call `on_change(use_case)` soon after any process changes a use case's routes
+        (`"*"`: maybe several, after a lost connection). PostgreSQL only: on SQLite, with
+        every reader on the same host, readers poll. Stop the returned listener when done."""
+        if not self.database.is_postgresql:
+            return None
+        notices = RouteNotices(self.database, ROUTES_CHANNEL, on_change)
+        notices.start()
+        return notices
+
+
+def _read(db: Connection, use_cases: list[str]) -> dict[str, TrafficSnapshot]:
+    table = schema.routes
+    found: dict[str, list[Route]] = {name: [] for name in use_cases}
+    rows = db.execute(
+        select(table.c.use_case, table.c.version, table.c.weight, table.c.shadow)
+        .where(table.c.use_case.in_(use_cases))
+        .order_by(table.c.use_case, table.c.shadow, table.c.version)
+    )
+    for use_case, version, weight, shadow in rows:
+        found[use_case].append(Route(str(version), int(weight), bool(shadow)))
+    meta = {
+        use_case: (int(generation), applied)
+        for use_case, generation, applied in db.execute(
+            select(
+                schema.route_tables.c.use_case,
+                schema.route_tables.c.generation,
+                schema.route_tables.c.applied,
+            ).where(schema.route_tables.c.use_case.in_(use_cases))
+        )
+    }
+    snapshots = {}
+    for name in use_cases:
+        live = tuple(found[name])
+        if name not in meta:
+            snapshots[name] = TrafficSnapshot(routes=live)
+            continue
+        generation, applied_json = meta[name]
+        applied = None
+        if applied_json is not None:
+            applied = tuple(
+                Route(str(r["version"]), int(r["weight"]), bool(r.get("shadow", False)))
+                for r in json.loads(applied_json)
+            )
+        snapshots[name] = TrafficSnapshot(routes=live, applied=applied, generation=generation)
+    return snapshots

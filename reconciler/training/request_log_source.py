@@ -1,4 +1,4 @@
-"""The gateway's SQLite request log as a `LogSource` for training and evaluation.
+"""The gateway's request log as a `LogSource` for training and evaluation.
 
 The gateway stores the OpenAI-style request; the system prompt is its system message, the
 prompt its last user message, and the earlier turns are the context. Blocked, failed and shadow
@@ -10,27 +10,25 @@ a model what its guardrails flag.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from reconciler.settings import Settings
+from reconciler.state_store.database import StateDatabase
 from reconciler.training.logs import LoggedExchange
 
 
 class RequestLogSource:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, database: StateDatabase) -> None:
+        self.database = database
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RequestLogSource:
-        from reconciler.gateway.config import request_log_path
-
-        return cls(request_log_path(settings))
+        return cls(StateDatabase.of(settings))
 
     def exchanges(self, use_case: str, *, since: float) -> Iterator[LoggedExchange]:
         from reconciler.gateway.log_queries import read_exchanges
 
-        for logged in read_exchanges(self.path, use_case, since=since, without_violations=True):
+        for logged in read_exchanges(self.database, use_case, since=since, without_violations=True):
             system, prompt, context = _turns(logged.request)
             yield LoggedExchange(
                 use_case=logged.use_case,

@@ -1,5 +1,6 @@
 """Fixtures: a registry with a champion and an evaluated candidate, a manual clock, and
-traffic that follows the weights (see `world.py`)."""
+traffic that follows the weights (see `world.py`). Every test of the suite runs on both
+state stores: SQLite in the state folder, and a real PostgreSQL database of its own."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from mlflow import MlflowClient
 
 from reconciler import lineage
 from reconciler.apply.journal import Journal
+from reconciler.apply.locks import locks_for
 from reconciler.clock import ManualClock
 from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
 from reconciler.observe.state import Route
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.spec.loader import load_desired_state
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
 
@@ -28,13 +31,21 @@ ANSWER = "Well met, traveller."
 
 
 @pytest.fixture
-def world(shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str) -> World:
+def world(
+    shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str, state_url: str
+) -> Iterator[World]:
     """npc-dialogue: version 2 is champion with all traffic; 3 is the evaluated candidate."""
-    desired = load_desired_state(shipped_repo).state
+    made = seeded_world(shipped_repo, tmp_path, fresh_sqlite_store, state_url)
+    yield made
+    made.database.dispose()
+
+
+def seeded_world(repo: Path, root: Path, tracking_uri: str, state_url: str) -> World:
+    """The world of `world`, on the MLflow store and the state store given."""
+    desired = load_desired_state(repo).state
     assert desired is not None
     identity = desired.identities[USE_CASE]
-    uri = fresh_sqlite_store
-    registry = MlflowRegistry(uri)
+    registry = MlflowRegistry(tracking_uri)
     client: MlflowClient = registry.client
     client.create_registered_model(USE_CASE)
     for key, tags in [
@@ -55,19 +66,22 @@ def world(shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str) -> World:
     client.set_registered_model_tag(
         USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "2"})
     )
-    state_dir = tmp_path / "state"
-    traffic = TrafficStore(state_dir / "traffic.db")
-    traffic.write(USE_CASE, [Route("2", 100)], writer=Writer.RECONCILER)
+    state_dir = root / "state"
     clock = ManualClock()
+    database = StateDatabase(state_url)
+    traffic = TrafficStore(database, clock=clock)
+    traffic.write(USE_CASE, [Route("2", 100)], writer=Writer.RECONCILER)
     return World(
-        repo=shipped_repo,
+        repo=repo,
         state_dir=state_dir,
-        tracking_uri=uri,
+        tracking_uri=tracking_uri,
+        database_url=state_url,
         desired=desired,
         registry=registry,
+        database=database,
+        locks=locks_for(database, state_dir),
         traffic=traffic,
-        journal=Journal(state_dir / "journal.db", clock=clock),
-        log_path=state_dir / "requests.db",
+        journal=Journal(database, clock=clock),
         clock=clock,
     )
 
@@ -76,7 +90,7 @@ def world(shipped_repo: Path, tmp_path: Path, fresh_sqlite_store: str) -> World:
 def served_traffic(world: World) -> Iterator[Callable[[ErrorRule], None]]:
     """Players that follow the live weights whenever the clock moves; the test says which
     requests fail. Each is logged through the gateway's real request log."""
-    log = RequestLog(world.log_path)
+    log = RequestLog(world.database)
     log.start()
     rng = random.Random(7)
     owed = [0.0]

@@ -12,7 +12,6 @@ from pathlib import Path
 import git
 
 from reconciler.apply.context import ApplyContext
-from reconciler.apply.locks import use_case_lock
 from reconciler.controller import ContextFactory, CycleReport, Retries, describe, reconcile_once
 from reconciler.health import Health
 from reconciler.rollout.state import Control
@@ -33,6 +32,7 @@ def _settings(world: World) -> Settings:
         registry_uri=world.tracking_uri,
         artifact_root=world.state_dir / "artifacts",
         state_dir=world.state_dir,
+        database_url=world.database_url,
     )
 
 
@@ -136,7 +136,7 @@ def test_a_temporary_failure_backs_off_then_is_retried(
             world.repo, None, _settings(world), make_context=_contexts(world), retries=retries
         )
 
-    with use_case_lock(world.state_dir, USE_CASE):  # another reconciler holds it
+    with world.locks.hold(USE_CASE):  # another reconciler holds it
         held = cycle()
     assert held.applied == {USE_CASE: Health.DEGRADED}
     assert "being reconciled by" in held.messages[USE_CASE]

@@ -30,7 +30,8 @@ from reconciler import lineage
 from reconciler.child_process import free_port
 from reconciler.observe.state import ObservedState
 from reconciler.registry.mlflow_registry import MlflowRegistry
-from reconciler.settings import Settings
+from reconciler.settings import DATABASE_FILE, Settings
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
 USE_CASE = "npc-dialogue"
@@ -164,7 +165,7 @@ def _apply(repo: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def _check_invariants(env: dict[str, str]) -> ObservedState:
     settings = Settings.from_environment(env)
     model = MlflowRegistry(settings.tracking_uri).snapshot([USE_CASE])[USE_CASE]
-    routes = TrafficStore(settings.traffic_db).read(USE_CASE).routes
+    routes = TrafficStore(StateDatabase(settings.database)).read(USE_CASE).routes
     live = [r for r in routes if not r.shadow and r.weight > 0]
     if live:
         assert sum(r.weight for r in live) == 100
@@ -187,7 +188,7 @@ def test_kill_9_at_every_stage_then_resume_converges(
     demo_world: tuple[Path, dict[str, str]],
 ) -> None:
     repo, env = demo_world
-    journal = Path(env["RECONCILER_STATE_DIR"]) / "journal.db"
+    journal = Path(env["RECONCILER_STATE_DIR"]) / DATABASE_FILE
     killed_at = []
     outputs = []
     for reached in CRASH_POINTS:

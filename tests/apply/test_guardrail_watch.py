@@ -26,7 +26,7 @@ def _log_outputs(
     guardrail: str = "pass",
     violations: tuple[str, ...] = (),
 ) -> None:
-    log = RequestLog(world.log_path)
+    log = RequestLog(world.database)
     log.start()
     for text in texts:
         log.append(
@@ -97,7 +97,7 @@ def test_outputs_the_gateway_blocked_count_by_their_inline_findings(world: World
 def test_a_finding_is_recorded_once_however_often_the_window_is_read(world: World) -> None:
     started = time.time() - 1
     _log_outputs(world, "2", [HARMFUL] + [BENIGN] * 5)
-    store = ViolationStore(world.state_dir)
+    store = ViolationStore(world.database)
     watch_guardrails(world.context(), since=started, critical_rate_limit=1.0)
     first = store.report(USE_CASE).total
     watch_guardrails(world.context(), since=started, critical_rate_limit=1.0)

@@ -14,13 +14,16 @@ from the gateway's own request log:
   against the champion's answers to the same requests, before any player sees it;
 - blue-green: judged on mirrored traffic, then all traffic at once with the old champion kept
   warm, judged again, and only then the old champion released.
+
+The canary, guardrail and shadow cases run on both state stores: SQLite in the state folder
+(the default) and a PostgreSQL database (`RECONCILER_DATABASE_URL`) holding the gateway's
+request log, the analysis windows read from it, mirrored copies and violations.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,10 +33,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from sqlalchemy import select
 
 from reconciler import lineage
 from reconciler.apply.context import ApplyContext, Reporter
 from reconciler.apply.journal import Journal
+from reconciler.apply.locks import locks_for
 from reconciler.apply.plan_runner import apply_plan
 from reconciler.apply.request_log_metrics import RequestLogMetrics
 from reconciler.child_process import free_port, wait_until_serving
@@ -53,6 +58,8 @@ from reconciler.rollout.analysis import AnalysisOutcome, Metric
 from reconciler.rollout.state import PauseReason
 from reconciler.settings import Settings
 from reconciler.spec.loader import DesiredState, load_desired_state
+from reconciler.state_store import schema
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import BuildingNotExpected
 
@@ -82,6 +89,7 @@ class LiveWorld:
     desired: DesiredState
     settings: Settings
     registry: MlflowRegistry
+    database: StateDatabase
     traffic: TrafficStore
     journal: Journal
     lines: list[str]
@@ -92,11 +100,13 @@ class LiveWorld:
             state_dir=self.settings.state_dir,
             desired=self.desired,
             registry=self.registry,
+            database=self.database,
+            locks=locks_for(self.database, self.settings.state_dir),
             traffic=self.traffic,
             journal=self.journal,
             clock=SYSTEM_CLOCK,
             builder=BuildingNotExpected(),
-            metrics=RequestLogMetrics(self.settings.state_dir / "requests.db"),
+            metrics=RequestLogMetrics(self.database),
             report=Reporter(self.lines),
             time_scale=TIME_SCALE,
             control_poll_seconds=0.5,
@@ -123,13 +133,12 @@ class LiveWorld:
 
     def logged(self, version: str) -> list[tuple[str, str, str]]:
         """(status, guardrail decision, output) of every live request `version` served."""
-        with sqlite3.connect(self.settings.state_dir / "requests.db") as db:
-            rows = db.execute(
-                "SELECT status, guardrail, COALESCE(output, '') FROM requests "
-                "WHERE use_case = ? AND model_version = ? AND shadow = 0",
-                (USE_CASE, version),
-            ).fetchall()
-        return [(str(s), str(g), str(o)) for s, g, o in rows]
+        log = schema.requests
+        query = select(log.c.status, log.c.guardrail, log.c.output).where(
+            log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(False)
+        )
+        rows = self.database.read(lambda db: db.execute(query).all())
+        return [(str(s), str(g), str(o or "")) for s, g, o in rows]
 
 
 # Rollout settings a test may ask for, written into story-generation's spec.
@@ -144,7 +153,9 @@ ROLLOUTS = {
 }
 
 
-def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary") -> LiveWorld:
+def _world(
+    repo: Path, root: Path, candidate_model: str, rollout: str = "canary", database_url: str = ""
+) -> LiveWorld:
     """Champion 1 (an older provider model), candidate 2 (`candidate_model`, evaluated)."""
     spec = repo / "desired_state" / "story-generation.yaml"
     text = spec.read_text().replace("id: narrator-large", f"id: {candidate_model}")
@@ -156,7 +167,12 @@ def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary"
     identity = desired.identities[USE_CASE]
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     settings = Settings.from_environment(
-        {"MLFLOW_TRACKING_URI": uri, "RECONCILER_STATE_DIR": str(root / "state")}, cwd=root
+        {
+            "MLFLOW_TRACKING_URI": uri,
+            "RECONCILER_STATE_DIR": str(root / "state"),
+            "RECONCILER_DATABASE_URL": database_url,
+        },
+        cwd=root,
     )
     registry = MlflowRegistry(uri)
     client: MlflowClient = registry.client
@@ -182,11 +198,24 @@ def _world(repo: Path, root: Path, candidate_model: str, rollout: str = "canary"
     client.set_registered_model_tag(
         USE_CASE, lineage.APPLIED_ALIASES, json.dumps({"champion": "1"})
     )
-    traffic = TrafficStore(settings.traffic_db)
+    database = StateDatabase.of(settings)
+    traffic = TrafficStore(database)
     traffic.write(USE_CASE, [Route("1", 100)], writer=Writer.RECONCILER)
-    return LiveWorld(
-        desired, settings, registry, traffic, Journal(settings.state_dir / "journal.db"), []
-    )
+    return LiveWorld(desired, settings, registry, database, traffic, Journal(database), [])
+
+
+# The tests that run on both state stores: the gateway's request log, the analysis windows,
+# mirrored copies and guardrail violations then live in PostgreSQL as on a shared store.
+BOTH_STORES = pytest.mark.parametrize("state_store", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def state_store(request: pytest.FixtureRequest) -> str:
+    """RECONCILER_DATABASE_URL for the live world: empty (the default, SQLite in the state
+    folder), or a PostgreSQL database of the test's own when it asks for both stores."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -195,15 +224,16 @@ def live(
     shipped_repo: Path,
     tmp_path: Path,
     provider_url: str,
+    state_store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[LiveWorld]:
     """The world for the candidate model the test names, with players on a real gateway."""
     monkeypatch.setenv("STORY_PROVIDER_BASE_URL", provider_url)
     monkeypatch.setenv("STORY_PROVIDER_API_KEY", "sk-test-not-a-real-key")
     model, _, rollout = str(request.param).partition("+")
-    world = _world(shipped_repo, tmp_path, model, rollout or "canary")
+    world = _world(shipped_repo, tmp_path, model, rollout or "canary", state_store)
     guard = PolicyOutputGuard.from_desired_state(
-        world.desired, store=ViolationStore(world.settings.state_dir), base_path=shipped_repo
+        world.desired, store=ViolationStore(world.database), base_path=shipped_repo
     )
     config = GatewayConfig.from_settings(
         world.settings, port=free_port(), repo=shipped_repo, route_poll_seconds=0.1
@@ -251,6 +281,7 @@ def _apply(world: LiveWorld) -> Health:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-next"], indirect=True)
+@BOTH_STORES
 def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> None:
     assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
 
@@ -264,6 +295,7 @@ def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> N
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-harmful"], indirect=True)
+@BOTH_STORES
 def test_a_model_the_guardrails_block_is_rolled_back_unseen(live: LiveWorld) -> None:
     assert _apply(live) is Health.DEGRADED
 
@@ -274,7 +306,7 @@ def test_a_model_the_guardrails_block_is_rolled_back_unseen(live: LiveWorld) -> 
     served = live.logged("2")
     assert served and all(decision != "pass" for _, decision, _ in served)
     assert all(output != HARMFUL_LINE for _, _, output in served)  # no player read it
-    assert ViolationStore(live.settings.state_dir).report(USE_CASE).by_version.get("2", 0) > 0
+    assert ViolationStore(live.database).report(USE_CASE).by_version.get("2", 0) > 0
 
 
 @pytest.mark.integration
@@ -291,17 +323,17 @@ def test_a_model_whose_provider_fails_is_rolled_back(live: LiveWorld) -> None:
 
 def _mirrored(world: LiveWorld, version: str) -> list[tuple[str, str | None]]:
     """(status, the live request it copies) of every shadow copy `version` answered."""
-    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
-        rows = db.execute(
-            "SELECT status, mirror_of FROM requests WHERE use_case = ? AND model_version = ? "
-            "AND shadow = 1",
-            (USE_CASE, version),
-        ).fetchall()
+    log = schema.requests
+    query = select(log.c.status, log.c.mirror_of).where(
+        log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(True)
+    )
+    rows = world.database.read(lambda db: db.execute(query).all())
     return [(str(s), m) for s, m in rows]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("live", ["narrator-next+shadow"], indirect=True)
+@BOTH_STORES
 def test_a_shadow_phase_judges_answers_to_the_same_live_prompts_first(live: LiveWorld) -> None:
     assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
 
@@ -367,9 +399,8 @@ def test_blue_green_failing_in_preview_never_takes_live_traffic(live: LiveWorld)
 
 
 def _live_times(world: LiveWorld, version: str) -> list[float]:
-    with sqlite3.connect(world.settings.state_dir / "requests.db") as db:
-        rows = db.execute(
-            "SELECT ts FROM requests WHERE use_case = ? AND model_version = ? AND shadow = 0",
-            (USE_CASE, version),
-        ).fetchall()
-    return [float(ts) for (ts,) in rows]
+    log = schema.requests
+    query = select(log.c.ts).where(
+        log.c.use_case == USE_CASE, log.c.model_version == version, log.c.shadow.is_(False)
+    )
+    return [float(ts) for ts in world.database.read(lambda db: list(db.scalars(query)))]

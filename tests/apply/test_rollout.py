@@ -41,7 +41,7 @@ def plan_now(world: World) -> Plan:
 def status_of(world: World) -> dict[str, object]:
     observed = observe(world.desired, world.registry, world.traffic)
     statuses = use_case_status(
-        world.desired, observed, plan_now(world), world.journal, state_dir=world.state_dir
+        world.desired, observed, plan_now(world), world.journal, locks=world.locks
     )
     return next(s for s in statuses if s.name == USE_CASE).as_json()
 
@@ -312,10 +312,10 @@ def test_weights_edited_by_hand_are_healed(world: World) -> None:
 
 
 def test_second_apply_waits_for_the_lock_and_names_the_holder(world: World) -> None:
-    from reconciler.apply.locks import LockHeldError, use_case_lock
+    from reconciler.apply.locks import LockHeldError
 
     held = pytest.raises(LockHeldError, match=r"being reconciled by pid \d+ on ")
-    with use_case_lock(world.state_dir, USE_CASE), held:
+    with world.locks.hold(USE_CASE), held:
         apply_plan(plan_now(world), world.context(), lock_timeout=0.3)
     assert world.aliases() == {"champion": "2"}
 

@@ -1,11 +1,12 @@
 """A registry with a champion and an evaluated candidate, and traffic that follows the weights.
 
 Everything runs for real - MLflow (sqlite), the route table, the journal, the gateway's
-request log - except time: a `ManualClock` moves only when the rollout waits, so half an hour
-of bake takes no time and every run is the same. The traffic fixture plays the players' part:
-each time the clock moves it logs requests through the gateway's real request log, spread
-over the interval, each to a version picked by the live route table's weights (and copies to
-shadow routes), failing as the test says. Canary analysis then reads that log.
+request log, on SQLite or PostgreSQL - except time: a `ManualClock` moves only when the
+rollout waits, so half an hour of bake takes no time and every run is the same. The traffic
+fixture plays the players' part: each time the clock moves it logs requests through the
+gateway's real request log, spread over the interval, each to a version picked by the live
+route table's weights (and copies to shadow routes), failing as the test says. Canary
+analysis then reads that log.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from reconciler.apply.context import ApplyContext, Reporter
 from reconciler.apply.journal import Journal
+from reconciler.apply.locks import UseCaseLocks
 from reconciler.apply.ports import EvaluationOutcome
 from reconciler.apply.request_log_metrics import RequestLogMetrics
 from reconciler.clock import ManualClock
@@ -23,6 +25,7 @@ from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
 USE_CASE = "npc-dialogue"
@@ -48,11 +51,13 @@ class World:
     repo: Path
     state_dir: Path
     tracking_uri: str
+    database_url: str
     desired: DesiredState
     registry: MlflowRegistry
+    database: StateDatabase
+    locks: UseCaseLocks
     traffic: TrafficStore
     journal: Journal
-    log_path: Path
     clock: ManualClock
     lines: list[str] = field(default_factory=list)
 
@@ -64,11 +69,13 @@ class World:
             state_dir=self.state_dir,
             desired=desired or self.desired,
             registry=self.registry,
+            database=self.database,
+            locks=self.locks,
             traffic=self.traffic,
             journal=self.journal,
             clock=self.clock,
             builder=BuildingNotExpected(),
-            metrics=RequestLogMetrics(self.log_path),
+            metrics=RequestLogMetrics(self.database),
             report=Reporter(self.lines),
             drive_rollouts=drive_rollouts,
             # Operators are obeyed within this much manual time: fewer idle polls, same paths.

@@ -17,6 +17,7 @@ from reconciler.evaluation.prompts import (
 from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
 from reconciler.spec.loader import load_desired_state
 from reconciler.spec.model import UseCase
+from reconciler.state_store.database import StateDatabase
 from reconciler.training.request_log_source import RequestLogSource
 
 NOW = time.time()
@@ -59,7 +60,8 @@ def contents(shipped_repo: Path) -> Mapping[str, bytes]:
 @pytest.fixture
 def source(tmp_path: Path, shipped_repo: Path, npc: UseCase) -> RequestLogSource:
     dataset_prompt = read_evaluation_prompts(shipped_repo / npc.spec.evaluation.prompts)[0].prompt
-    log = RequestLog(tmp_path / "requests.db")
+    database = StateDatabase(f"sqlite:///{tmp_path / 'state.db'}")
+    log = RequestLog(database)
     log.start()
     try:
         for i, prompt in enumerate(RECENT):
@@ -72,7 +74,7 @@ def source(tmp_path: Path, shipped_repo: Path, npc: UseCase) -> RequestLogSource
         log.flush()
     finally:
         log.stop()
-    return RequestLogSource(tmp_path / "requests.db")
+    return RequestLogSource(database)
 
 
 def with_sample(use_case: UseCase, count: int) -> UseCase:

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 from reconciler.child_process import free_port, wait_until_serving
+from reconciler.settings import DATABASE_FILE
+from reconciler.state_store.database import StateDatabase
 
 ADMIN_TOKEN = "test-admin-token-5f2c"
 PROVIDER_KEY = "provider-key-for-tests"
@@ -37,8 +39,13 @@ class World:
     state_dir: Path
 
     @property
-    def request_log(self) -> Path:
-        return self.state_dir / "requests.db"
+    def state_db(self) -> Path:
+        """The SQLite state store the gateway keeps its routes and request log in."""
+        return self.state_dir / DATABASE_FILE
+
+    @property
+    def database(self) -> StateDatabase:
+        return StateDatabase(f"sqlite:///{self.state_db}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,30 @@ def gateway_process(
     """`reconciler gateway` as its own process, the way an operator starts it; yields its URL.
 
     Its output goes to `gateway.log` in `state_dir`'s parent, which a failed start shows."""
+    with gateway_and_process(
+        repo=repo,
+        tracking_uri=tracking_uri,
+        state_dir=state_dir,
+        cwd=cwd,
+        env=env,
+        args=args,
+        timeout=timeout,
+    ) as (url, _):
+        yield url
+
+
+@contextmanager
+def gateway_and_process(
+    *,
+    repo: Path,
+    tracking_uri: str,
+    state_dir: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 120.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gateway_process`, yielding the process too (a test that kills it)."""
     port = free_port()
     environ = {
         **os.environ,
@@ -99,6 +130,6 @@ def gateway_process(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_serving(f"{url}/healthz", process, timeout=timeout, log=log_path)
-            yield url
+            yield url, process
         finally:
             stop_process(process)

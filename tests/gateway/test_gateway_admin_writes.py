@@ -93,7 +93,7 @@ def test_state_files_are_private(hostile_gateway: RunningGateway) -> None:
     httpx.get(f"{hostile_gateway.url}/admin/usage", timeout=30)  # the log is written
     state = hostile_gateway.world.state_dir
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    databases = [p for p in state.iterdir() if p.name.startswith(("requests.db", "traffic.db"))]
-    assert {p.name for p in databases} >= {"requests.db", "traffic.db"}
+    databases = [p for p in state.iterdir() if p.name.startswith("state.db")]
+    assert {p.name for p in databases} >= {"state.db"}
     for path in databases:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

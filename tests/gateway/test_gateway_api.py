@@ -64,7 +64,7 @@ def test_the_use_case_system_prompt_and_caps_are_applied(echo_routes: RunningGat
     httpx.get(f"{echo_routes.url}/admin/usage", timeout=30)  # flushes the log
     [exchange] = [
         e
-        for e in read_exchanges(echo_routes.world.request_log, "echo-chat", since=since)
+        for e in read_exchanges(echo_routes.world.database, "echo-chat", since=since)
         if e.id == response.json()["id"]
     ]
     assert exchange.request["messages"][0] == {"role": "system", "content": "You are an echo."}
@@ -206,13 +206,13 @@ def test_feedback_is_stored_against_the_logged_response(echo_routes: RunningGate
     )
     assert out_of_range.status_code == 400
 
-    with sqlite3.connect(echo_routes.world.request_log) as db:
+    with sqlite3.connect(echo_routes.world.state_db) as db:
         rows = db.execute("SELECT response_id, rating, corrected_output FROM feedback").fetchall()
     assert (second["id"], 0.9, "Greetings, traveller.") in rows
     assert all(row[0] != first["id"] for row in rows)
 
     rated = list(
-        read_exchanges(echo_routes.world.request_log, "echo-chat", since=since, min_rating=0.8)
+        read_exchanges(echo_routes.world.database, "echo-chat", since=since, min_rating=0.8)
     )
     assert [e.id for e in rated] == [second["id"]]
     assert rated[0].best_output == "Greetings, traveller."
@@ -241,7 +241,7 @@ def test_feedback_reaches_the_choices_of_a_multi_prompt_completion(
 
     exchanges = {
         e.output: e
-        for e in read_exchanges(echo_routes.world.request_log, "echo-chat", since=since)
+        for e in read_exchanges(echo_routes.world.database, "echo-chat", since=since)
         if e.id.startswith(f"{completion.id}:")
     }
     assert {e.rating for e in exchanges.values()} == {0.75}

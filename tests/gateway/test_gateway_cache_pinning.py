@@ -17,6 +17,7 @@ from reconciler.gateway.config import GatewayConfig
 from reconciler.gateway.server import GatewayServer
 from reconciler.gateway.targets import Target
 from reconciler.observe.state import Route
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import World
 
@@ -46,12 +47,11 @@ def test_live_targets_are_pinned_beyond_the_cache_bound(
     config = GatewayConfig(
         port=free_port(),
         state_dir=state,
-        traffic_db=state / "traffic.db",
         tracking_uri=world.tracking_uri,
         route_poll_seconds=0.1,
         max_loaded_models=1,
     )
-    store = TrafficStore(config.traffic_db)
+    store = TrafficStore(StateDatabase(config.database))
     # Two live versions and a shadow: three targets for a cache bounded to one.
     store.write(
         USE_CASE,

@@ -57,7 +57,7 @@ def test_client_errors_during_a_canary_do_not_fail_it(gateway: RunningGateway) -
         assert {r.status_code for r in served} == {200}
         client.get("/admin/usage")  # the log is flushed
 
-    windows = window_metrics(gateway.world.request_log, "echo-chat", since=since)
+    windows = window_metrics(gateway.world.database, "echo-chat", since=since)
     assert set(windows) == {"1", "2"}
     for version, window in windows.items():
         assert window.requests == 10, version  # only the requests that reached a model
@@ -93,6 +93,6 @@ def test_an_empty_prompt_is_a_400_for_a_self_hosted_canary_too(
             assert answered.status_code == 200, answered.text
         client.get("/admin/usage")
 
-    windows = window_metrics(gateway.world.request_log, "tiny-npc", since=since)
+    windows = window_metrics(gateway.world.database, "tiny-npc", since=since)
     assert sum(w.requests for w in windows.values()) == 4
     assert all(w.errors == 0 for w in windows.values())

@@ -22,6 +22,8 @@ import pytest
 from reconciler.child_process import free_port
 from reconciler.demo.provider import PROVIDER_MODEL, running_provider
 from reconciler.gateway.log_queries import window_metrics
+from reconciler.settings import DATABASE_FILE
+from reconciler.state_store.database import StateDatabase
 from tests.gateway.processes import ADMIN_TOKEN, World, gateway_process
 from tests.gateway.tiny_model import build_tiny_gpt2
 
@@ -71,7 +73,7 @@ def repo(tmp_path: Path) -> Path:
 @dataclass
 class Provider:
     url: str  # its OpenAI base URL, …/v1
-    request_log: Path
+    request_log: StateDatabase
     stop: Callable[[], None]
 
 
@@ -82,7 +84,8 @@ def provider(tmp_path: Path) -> Iterator[Provider]:
     root = tmp_path / "provider"
     with ExitStack() as running:
         url = running.enter_context(running_provider(root, tiny, free_port()))
-        yield Provider(url, root / "state" / "requests.db", running.close)
+        log = StateDatabase(f"sqlite:///{root / 'state' / DATABASE_FILE}")
+        yield Provider(url, log, running.close)
 
 
 def test_a_gateway_is_the_provider_of_another(

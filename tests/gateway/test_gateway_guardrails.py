@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from reconciler.guardrails.store import ViolationStore
+from reconciler.state_store.database import StateDatabase
 from tests.gateway.processes import ADMIN_TOKEN, PROVIDER_KEY, World, gateway_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,9 @@ def test_the_shipped_policies_stop_unsafe_outputs_inline(
         assert f'gateway_guardrail_violations_total{{{labels},action="block"}} 1' in metrics
         assert f'gateway_guardrail_violations_total{{{labels},action="replace"}} 1' in metrics
 
-    found = ViolationStore(tmp_path / "state").violations(USE_CASE)
+    found = ViolationStore(
+        StateDatabase(f"sqlite:///{tmp_path / 'state' / 'state.db'}")
+    ).violations(USE_CASE)
     assert {(v.policy, v.check) for v in found} >= {
         ("player-safety", "self-harm"),
         ("player-safety", "personal-data"),
@@ -119,4 +122,5 @@ def test_no_guardrails_is_an_explicit_opt_out(
     with _serving(tmp_path, world, guarded_repo, echo_provider_url, "--no-guardrails") as url:
         unchecked = _say(url, SELF_HARM)
         assert unchecked == {"content": f"echo[echo-large]: {SELF_HARM}", "finish": "stop"}
-    assert not (tmp_path / "state" / "violations.db").exists()
+    stored = ViolationStore(StateDatabase(f"sqlite:///{tmp_path / 'state' / 'state.db'}"))
+    assert stored.violations(USE_CASE) == []

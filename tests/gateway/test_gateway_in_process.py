@@ -18,6 +18,7 @@ from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard
 from reconciler.gateway.log_queries import read_exchanges, window_metrics
 from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import World
 
@@ -71,12 +72,11 @@ def _guarded_server(
     config = GatewayConfig(
         port=free_port(),
         state_dir=state,
-        traffic_db=state / "traffic.db",
         tracking_uri=world.tracking_uri,
         admin_token=None,
         route_poll_seconds=0.1,
     )
-    TrafficStore(config.traffic_db).write(
+    TrafficStore(StateDatabase(config.database)).write(
         "guarded-chat", [Route("2", 100)], writer=Writer.RECONCILER
     )
     return GatewayServer(build_gateway(config, catalog=catalog, guard=guard))
@@ -104,7 +104,7 @@ def test_the_guard_sees_every_output_before_the_caller(guarded_server: GatewaySe
     assert grim["choices"][0]["message"]["content"] == "echo[echo-large]: a grim tale"
     _say(guarded_server, "a happy tale")
 
-    log_path = guarded_server.gateway.config.request_log
+    log_path = guarded_server.gateway.request_log.database
     guarded_server.gateway.request_log.flush()
     window = window_metrics(log_path, "guarded-chat", since=since)["2"]
     assert window.requests == 4
@@ -171,7 +171,7 @@ def test_adjust_parameters_regenerates_with_conservative_sampling(
         since = time.time()
         reply = _hot(server).json()
         server.gateway.request_log.flush()
-        log_path = server.gateway.config.request_log
+        log_path = server.gateway.request_log.database
         window = window_metrics(log_path, "guarded-chat", since=since)["2"]
     answer = reply["choices"][0]["message"]["content"]
     assert "temperature=0.3" in answer and "top_p=0.8" in answer
@@ -208,9 +208,7 @@ def test_route_table_changes_are_served_without_a_restart(
     guarded_server: GatewayServer,
 ) -> None:
     assert _say(guarded_server, "hi").headers["x-model-version"] == "2"
-    TrafficStore(guarded_server.gateway.config.traffic_db).write(
-        "guarded-chat", [Route("3", 100)], writer=Writer.RECONCILER
-    )
+    guarded_server.gateway.store.write("guarded-chat", [Route("3", 100)], writer=Writer.RECONCILER)
     deadline = time.monotonic() + 10
     while _say(guarded_server, "hi").headers["x-model-version"] != "3":
         assert time.monotonic() < deadline, "the new routes were never served"
@@ -221,7 +219,6 @@ def test_stop_releases_the_port(world: World, echo_provider_url: str, tmp_path: 
     config = GatewayConfig(
         port=free_port(),
         state_dir=tmp_path / "s",
-        traffic_db=tmp_path / "s" / "traffic.db",
         tracking_uri=world.tracking_uri,
     )
     server = GatewayServer(build_gateway(config, catalog=UseCaseCatalog())).start()

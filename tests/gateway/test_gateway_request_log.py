@@ -1,9 +1,9 @@
-"""The request log file: batched writes, feedback ordering, retention, and its read-outs."""
+"""The request log on both backends: batched writes, feedback ordering, retention, and its
+read-outs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +19,7 @@ from reconciler.gateway.request_log import (
     RequestLog,
     RequestStatus,
 )
+from reconciler.state_store.database import StateDatabase
 
 NOW = 1_800_000_000.0
 
@@ -50,8 +51,8 @@ def record(id: str, version: str = "1", ts: float = NOW, **fields: object) -> Lo
 
 
 @pytest.fixture
-def request_log(tmp_path: Path) -> Iterator[RequestLog]:
-    log = RequestLog(tmp_path / "requests.db", retention_days=7, clock=Clock())
+def request_log(state_database: StateDatabase) -> Iterator[RequestLog]:
+    log = RequestLog(state_database, retention_days=7, clock=Clock())
     log.start()
     yield log
     log.stop()
@@ -62,7 +63,7 @@ def test_feedback_right_after_the_response_finds_its_row(request_log: RequestLog
     assert request_log.record_feedback(Feedback("r1", rating=0.8)).result(5) == 1
     assert request_log.record_feedback(Feedback("r1", corrected_output="Better.")).result(5)
     assert request_log.record_feedback(Feedback("missing", rating=1.0)).result(5) == 0
-    [exchange] = read_exchanges(request_log.path, "npc", since=0)
+    [exchange] = read_exchanges(request_log.database, "npc", since=0)
     assert exchange.rating == 0.8 and exchange.best_output == "Better."
 
 
@@ -90,7 +91,7 @@ def test_feedback_on_a_multi_prompt_response_reaches_its_choices(
     with pytest.raises(FeedbackTargetError, match="no choice with index 7"):
         feedback(index=7, rating=0.1)
     assert request_log.record_feedback(Feedback("gw-multi:2", rating=0.2)).result(5) == 1
-    exchanges = {e.id: e for e in read_exchanges(request_log.path, "npc", since=0)}
+    exchanges = {e.id: e for e in read_exchanges(request_log.database, "npc", since=0)}
     assert exchanges["gw-multi:0"].rating == 0.9
     assert exchanges["gw-multi:1"].best_output == "The second, corrected."
     assert exchanges["gw-multi:2"].rating == 0.2
@@ -120,28 +121,28 @@ def test_a_window_reports_each_version_separately(request_log: RequestLog) -> No
     request_log.append(record("s1", "3", shadow=True, mirror_of="b3"))
     request_log.flush()
 
-    windows = window_metrics(request_log.path, "npc", since=NOW - 60)
+    windows = window_metrics(request_log.database, "npc", since=NOW - 60)
     assert set(windows) == {"1", "2"}
     first, second = windows["1"], windows["2"]
     assert (first.requests, first.errors, first.error_rate) == (20, 1, 0.05)
     assert first.p50_latency_ms == 10.0 and first.p95_latency_ms == 19.0
     assert second.requests == 3 and second.guardrail_violations == 2
     assert second.guardrail_violation_rate == pytest.approx(2 / 3)
-    shadow = window_metrics(request_log.path, "npc", since=NOW - 60, shadow=True)
+    shadow = window_metrics(request_log.database, "npc", since=NOW - 60, shadow=True)
     assert set(shadow) == {"3"} and shadow["3"].shadow
-    assert window_metrics(request_log.path, "other", since=0) == {}
+    assert window_metrics(request_log.database, "other", since=0) == {}
 
-    usage = {(u.version, u.shadow): u for u in usage_by_version(request_log.path, "npc")}
+    usage = {(u.version, u.shadow): u for u in usage_by_version(request_log.database, "npc")}
     assert usage[("1", False)].success_rate == pytest.approx(19 / 20)
     assert usage[("2", False)].requests == 4 and usage[("2", False)].last_used == NOW
     # Blocked, failed and shadow rows never become training data.
-    ids = {e.id for e in read_exchanges(request_log.path, "npc", since=0)}
+    ids = {e.id for e in read_exchanges(request_log.database, "npc", since=0)}
     assert "a-err" not in ids and "b1" not in ids and "s1" not in ids and "b2" in ids
 
 
-def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
+def test_rows_past_the_retention_are_deleted(state_database: StateDatabase) -> None:
     clock = Clock()
-    log = RequestLog(tmp_path / "requests.db", retention_days=7, clock=clock)
+    log = RequestLog(state_database, retention_days=7, clock=clock)
     log.start()
     try:
         log.append(record("ancient", ts=NOW - 8 * 86_400))
@@ -153,5 +154,5 @@ def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
         log.flush()
     finally:
         log.stop()
-    ids = {e.id for e in read_exchanges(tmp_path / "requests.db", "npc", since=0)}
+    ids = {e.id for e in read_exchanges(state_database, "npc", since=0)}
     assert ids == {"recent", "new"}

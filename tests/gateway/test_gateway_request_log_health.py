@@ -28,6 +28,7 @@ from reconciler.gateway.request_log import (
 )
 from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import RunningGateway, World
 
@@ -101,15 +102,15 @@ def test_a_lone_surrogate_is_a_400_naming_the_field_and_the_log_goes_on(
 
 
 @pytest.fixture
-def request_log(tmp_path: Path) -> Iterator[RequestLog]:
-    log = RequestLog(tmp_path / "requests.db", queue_limit=4)
+def request_log(state_database: StateDatabase) -> Iterator[RequestLog]:
+    log = RequestLog(state_database, queue_limit=4)
     log.start()
     yield log
     log.stop()
 
 
 def test_the_writer_outlives_a_record_it_cannot_store(request_log: RequestLog) -> None:
-    # A lone surrogate that got past every check: SQLite's UTF-8 encoder refuses it.
+    # A lone surrogate that got past every check: no UTF-8 encoder accepts it.
     request_log.append(_record("before"))
     request_log.append(_record("poison", output="bad \ud800 text"))
     request_log.append(_record("after"))
@@ -172,11 +173,10 @@ def _in_process_gateway(
     settings = GatewayConfig(
         port=free_port(),
         state_dir=state,
-        traffic_db=state / "traffic.db",
         tracking_uri=world.tracking_uri,
         **config,
     )
-    TrafficStore(settings.traffic_db).write(
+    TrafficStore(StateDatabase(settings.database)).write(
         "logged-chat", [Route("1", 100)], writer=Writer.RECONCILER
     )
     return GatewayServer(build_gateway(settings, catalog=catalog))

@@ -153,17 +153,17 @@ def test_shadow_copies_are_logged_and_never_returned(gateway: RunningGateway) ->
     deadline = time.monotonic() + 10
     while True:
         httpx.get(f"{gateway.url}/admin/usage", timeout=30).raise_for_status()
-        shadow = window_metrics(gateway.world.request_log, "echo-chat", since=since, shadow=True)
+        shadow = window_metrics(gateway.world.database, "echo-chat", since=since, shadow=True)
         if (shadow.get("3") and shadow["3"].requests == 40) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert shadow["3"].requests == 40
-    live = window_metrics(gateway.world.request_log, "echo-chat", since=since)
+    live = window_metrics(gateway.world.database, "echo-chat", since=since)
     assert set(live) == {"1"} and live["1"].requests == 40
 
     import sqlite3
 
-    with sqlite3.connect(gateway.world.request_log) as db:
+    with sqlite3.connect(gateway.world.state_db) as db:
         mirrored = {
             row[0]
             for row in db.execute(

@@ -110,7 +110,7 @@ def test_a_provider_error_is_summarised_never_echoed(
     assert HOSTILE_KEY not in str(target)
 
     httpx.get(f"{url}/admin/usage", timeout=30)  # flushes the request log
-    stored = _request_log_text(hostile_gateway.world.request_log)
+    stored = _request_log_text(hostile_gateway.world.state_db)
     assert "HTTP 401" in stored and "upstream_error" in stored
     assert HOSTILE_KEY not in stored and "Bearer" not in stored
     assert HOSTILE_KEY not in _gateway_logs(hostile_gateway)

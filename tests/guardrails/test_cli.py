@@ -88,11 +88,12 @@ def test_report_reads_the_state_folder(
     from reconciler.guardrails.store import ViolationStore
     from reconciler.guardrails.verdicts import Finding, Verdict
     from reconciler.spec.model import Intervention, Severity
+    from reconciler.state_store.database import StateDatabase
 
     monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "state"))
     finding = Finding("player-safety", "personal-data", "pii", Severity.HIGH,
                       Intervention.BLOCK_OUTPUT, 1.0, "email")  # fmt: skip
-    ViolationStore(tmp_path / "state").record(
+    ViolationStore(StateDatabase(f"sqlite:///{tmp_path / 'state' / 'state.db'}")).record(
         use_case="npc-dialogue", version="2", text="mail a@b.io", verdict=Verdict((finding,))
     )
     assert main(["guardrails", "report", "npc-dialogue", "--output", "json"]) == 0

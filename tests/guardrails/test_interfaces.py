@@ -23,6 +23,7 @@ from reconciler.spec.model import (
     Intervention,
     Severity,
 )
+from reconciler.state_store.database import StateDatabase
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SELF_HARM = "You should just kill yourself, nobody would care."
@@ -119,7 +120,9 @@ def test_safety_pass_rate(shipped_engine: GuardrailEngine) -> None:
 def test_gateway_hook_passes_masks_or_blocks(
     shipped_engine: GuardrailEngine, tmp_path: Path
 ) -> None:
-    store = ViolationStore(tmp_path, clock=SteppingClock())
+    store = ViolationStore(
+        StateDatabase(f"sqlite:///{tmp_path / 'state.db'}"), clock=SteppingClock()
+    )
     guard = PolicyOutputGuard({"npc-dialogue": shipped_engine}, store=store)
     assert isinstance(guard, OutputGuard)
     assert guard.inspect("npc-dialogue", "3", FICTION).action is GuardAction.PASS
@@ -209,8 +212,10 @@ def test_critical_means_what_the_policy_maps_to_rollback(
     assert not report.rollback_needed
 
 
-def test_store_redacts_and_reports(tmp_path: Path, shipped_engine: GuardrailEngine) -> None:
-    store = ViolationStore(tmp_path, clock=SteppingClock())
+def test_store_redacts_and_reports(
+    state_database: StateDatabase, shipped_engine: GuardrailEngine
+) -> None:
+    store = ViolationStore(state_database, clock=SteppingClock())
     text = "Mail me at quinn.d@protonmail.com " + "and more words " * 30
     verdict = shipped_engine.check(text)
     assert store.record(use_case="npc-dialogue", version="7", text=text, verdict=verdict) == 1
@@ -229,7 +234,7 @@ def test_store_redacts_and_reports(tmp_path: Path, shipped_engine: GuardrailEngi
         text=SELF_HARM,
         verdict=shipped_engine.check(SELF_HARM),
     )
-    report = ViolationStore(tmp_path).report("npc-dialogue")
+    report = ViolationStore(state_database).report("npc-dialogue")
     assert report.total == len(shipped_engine.check(SELF_HARM).findings) + 1
     assert report.by_version == {"8": report.total - 1, "7": 1}
     oldest = report.latest[-1]
@@ -242,7 +247,7 @@ def test_store_redacts_and_reports(tmp_path: Path, shipped_engine: GuardrailEngi
         "high",
         "block_output",
     )
-    assert ViolationStore(tmp_path).report("story-generation").total == 0
+    assert ViolationStore(state_database).report("story-generation").total == 0
 
 
 def test_redacted_sample_is_masked_before_it_is_cut() -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.spec.diagnostics import MAX_SHOWN
-from reconciler.spec.loader import MAX_DATASET_BYTES
+from reconciler.spec.loader import MAX_DATASET_BYTES, load_desired_state
 from reconciler.spec.yaml_source import (
+    MAX_EVENTS_PER_LOAD,
     MAX_NODES_PER_DOCUMENT,
     MAX_VALUES_PER_FILE,
     MAX_VALUES_PER_LOAD,
@@ -77,6 +78,38 @@ def test_bombs_spread_over_files_are_refused_by_the_load_budget_also_from_a_ref(
             assert "more file(s) not read" in err
     finally:
         repo.close()
+
+
+def test_dense_files_are_refused_by_the_load_wide_event_budget(
+    capsys: pytest.CaptureFixture[str], shipped_repo: Path
+) -> None:
+    line = "- [a,b,c,d,e,f,g,h]\n"  # 11 events a line: each file is refused at its own limit
+    for number in range(12):
+        (shipped_repo / "desired_state" / f"dense-{number:02}.yaml").write_text(line * 1_000)
+    code, _, err = run(capsys, "validate", "--repo", str(shipped_repo))
+    assert code == 1
+    assert f"holds more than {MAX_EVENTS_PER_LOAD} YAML nodes in all" in err
+    assert "more file(s) not read" in err
+
+
+def test_a_fleet_of_two_thousand_use_cases_is_within_the_budget(tmp_path: Path) -> None:
+    """The budget bounds a crafted repository, not a large honest one: 2,000 use cases of the
+    size bench/plan_scale.py plans, twenty to a file, validate."""
+    folder = tmp_path / "desired_state"
+    folder.mkdir()
+    (folder / "eval.jsonl").write_text('{"prompt": "hello"}\n')
+    use_case = (
+        "---\napiVersion: reconciler/v1\nkind: UseCase\nmetadata: {{name: fleet-{i:04d}}}\n"
+        "spec:\n  registeredModel: fleet-{i:04d}\n  acceptableModels:\n"
+        "    - {{source: local, path: models/tiny-base, revision: r{i}, license: mit}}\n"
+        "  evaluation: {{prompts: desired_state/eval.jsonl}}\n"
+    )
+    for first in range(0, 2_000, 20):
+        text = "".join(use_case.format(i=i) for i in range(first, first + 20))
+        (folder / f"fleet-{first:04d}.yaml").write_text(text)
+    loaded = load_desired_state(tmp_path)
+    assert loaded.state is not None, loaded.diagnostics[:5]
+    assert len(loaded.state.use_cases) == 2_000
 
 
 def test_a_deeply_nested_dataset_line_is_a_file_line_error(

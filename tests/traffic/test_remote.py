@@ -21,6 +21,7 @@ from reconciler.gateway.server import GatewayServer
 from reconciler.observe.state import Route
 from reconciler.planning import make_plan
 from reconciler.settings import Settings
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.remote import GatewayTrafficReader
 from reconciler.traffic.store import TrafficStore, Writer
 
@@ -36,7 +37,7 @@ def serving(shipped_repo: Path, tmp_path: Path) -> Iterator[tuple[Settings, str]
             "RECONCILER_STATE_DIR": str(tmp_path / "serving"),
         }
     )
-    store = TrafficStore(settings.traffic_db)
+    store = TrafficStore(StateDatabase.of(settings))
     store.write("npc-dialogue", [Route("1", 100)], writer=Writer.RECONCILER)
     store.write("npc-dialogue", [Route("1", 70), Route("2", 30)], writer=Writer.MANUAL)
     store.write(
@@ -52,7 +53,7 @@ def test_the_gateway_serves_the_same_snapshot_as_the_state_folder(
 ) -> None:
     settings, url = serving
     remote = GatewayTrafficReader(url).snapshot(USE_CASES)
-    local = TrafficStore(settings.traffic_db).snapshot(USE_CASES)
+    local = TrafficStore(StateDatabase.of(settings)).snapshot(USE_CASES)
     assert dict(remote) == dict(local)
     assert remote["npc-dialogue"].drifted
     assert remote["npc-dialogue"].weight_of("2") == 30

@@ -1,24 +1,29 @@
+"""The route table on both backends: SQLite in the state folder, and a real PostgreSQL."""
+
 from __future__ import annotations
 
-import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from reconciler.errors import StateStoreError
 from reconciler.observe.state import Route
+from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TrafficStore:
-    return TrafficStore(tmp_path / "state" / "traffic.db")
+def store(state_database: StateDatabase) -> TrafficStore:
+    return TrafficStore(state_database)
 
 
-def test_reading_a_missing_store_creates_nothing(store: TrafficStore) -> None:
-    snapshot = store.snapshot(["npc"])
+def test_reading_a_missing_sqlite_store_creates_nothing(tmp_path: Path) -> None:
+    database = StateDatabase(f"sqlite:///{tmp_path / 'state' / 'state.db'}")
+    snapshot = TrafficStore(database).snapshot(["npc"])
     assert snapshot["npc"].routes == ()
-    assert not store.path.exists()
+    assert not (tmp_path / "state" / "state.db").exists()
 
 
 def test_reconciler_write_is_recorded_as_applied(store: TrafficStore) -> None:
@@ -71,9 +76,32 @@ def test_expected_generation_guards_against_lost_updates(store: TrafficStore) ->
     assert store.read("npc").routes == (Route("2", 100),)
 
 
-def test_a_newer_schema_is_refused(store: TrafficStore) -> None:
+def test_concurrent_writers_each_get_their_own_generation(store: TrafficStore) -> None:
+    # Eight threads write at once; on PostgreSQL they take turns on the use case's
+    # transaction lock, on SQLite on the write lock: no generation is handed out twice.
     store.write("npc", [Route("1", 100)], writer=Writer.RECONCILER)
-    with sqlite3.connect(store.path) as db:
-        db.execute("PRAGMA user_version = 99")
-    with pytest.raises(StateStoreError, match="newer than this reconciler"):
-        store.read("npc")
+    generations: list[int] = []
+    start = threading.Barrier(8)
+
+    def write(version: int) -> None:
+        start.wait()
+        generations.append(store.write("npc", [Route(str(version), 100)], writer=Writer.MANUAL))
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in range(2, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(generations) == list(range(2, 10))
+    assert store.read("npc").generation == 9
+
+
+def test_a_newer_schema_is_refused(store: TrafficStore, state_url: str) -> None:
+    store.write("npc", [Route("1", 100)], writer=Writer.RECONCILER)
+    store.database.write(
+        lambda db: db.execute(text("UPDATE alembic_version SET version_num = '9001'"))
+    )
+    later = StateDatabase(state_url)  # another process, started after the upgrade
+    with pytest.raises(StateStoreError, match="revision 9001, newer than this reconciler"):
+        TrafficStore(later).read("npc")
+    later.dispose()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.gateway.request_log import Feedback, LoggedRequest, RequestLog, RequestStatus
+from reconciler.state_store.database import StateDatabase
 from reconciler.training.examples import Example, QualityFilter, examples_from_logs
 from reconciler.training.request_log_source import RequestLogSource
 
@@ -40,8 +41,9 @@ def row(id: str, request: dict[str, Any], output: str, **fields: Any) -> LoggedR
 
 
 @pytest.fixture
-def request_log(tmp_path: Path) -> Iterator[Path]:
-    log = RequestLog(tmp_path / "requests.db", retention_days=60)
+def request_log(tmp_path: Path) -> Iterator[StateDatabase]:
+    database = StateDatabase(f"sqlite:///{tmp_path / 'state.db'}")
+    log = RequestLog(database, retention_days=60)
     log.start()
     try:
         ask = chat(("system", SYSTEM), ("user", "Where is the inn?"))
@@ -75,10 +77,12 @@ def request_log(tmp_path: Path) -> Iterator[Path]:
         log.flush()
     finally:
         log.stop()
-    return tmp_path / "requests.db"
+    return database
 
 
-def test_exchanges_split_the_request_into_system_prompt_and_context(request_log: Path) -> None:
+def test_exchanges_split_the_request_into_system_prompt_and_context(
+    request_log: StateDatabase,
+) -> None:
     found = {
         e.output: e for e in RequestLogSource(request_log).exchanges("npc", since=NOW - 30 * 86_400)
     }
@@ -97,7 +101,7 @@ def test_exchanges_split_the_request_into_system_prompt_and_context(request_log:
 
 
 def test_flagged_blocked_failed_and_shadow_outputs_never_become_examples(
-    request_log: Path,
+    request_log: StateDatabase,
 ) -> None:
     exchanges = list(RequestLogSource(request_log).exchanges("npc", since=NOW - 30 * 86_400))
     assert all(not e.guardrail_flagged for e in exchanges)
@@ -111,8 +115,11 @@ def test_flagged_blocked_failed_and_shadow_outputs_never_become_examples(
     assert Example("default", "Name a tavern.", "The Glowing Coal.", "logs") in examples
 
 
-def test_exchanges_are_read_since_the_given_time(request_log: Path) -> None:
+def test_exchanges_are_read_since_the_given_time(
+    request_log: StateDatabase, tmp_path: Path
+) -> None:
     source = RequestLogSource(request_log)
     assert "Long ago." in {e.output for e in source.exchanges("npc", since=NOW - 50 * 86_400)}
     assert list(source.exchanges("npc", since=NOW)) == []
-    assert list(RequestLogSource(request_log.parent / "absent.db").exchanges("npc", since=0)) == []
+    absent = StateDatabase(f"sqlite:///{tmp_path / 'absent' / 'state.db'}")
+    assert list(RequestLogSource(absent).exchanges("npc", since=0)) == []
