@@ -158,7 +158,7 @@ def test_apply_of_a_saved_plan_naming_a_missing_commit_is_a_user_error(
         f"(unknown git ref '{MISSING_COMMIT}': no commit by that name in the repository "
         f"at {shipped_repo}); run `reconciler plan` again\n"
     )
-    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db").exists()
+    assert not (Path(isolated_env["RECONCILER_STATE_DIR"]) / "state.db").exists()
 
 
 def test_plan_one_use_case_and_unknown_use_case(
@@ -324,12 +324,14 @@ def test_controls_for_one_rollout_are_refused_when_none_runs(
 ) -> None:
     """Kept for later, a promote would skip the analysis of a candidate nobody has seen."""
     from reconciler.apply.journal import Journal
+    from reconciler.state_store.database import StateDatabase
 
     code, _, err = run(capsys, command, "npc-dialogue", "--repo", str(shipped_repo))
 
     assert code == 1
     assert "no rollout of npc-dialogue is in progress" in err
-    journal = Journal(Path(isolated_env["RECONCILER_STATE_DIR"]) / "journal.db")
+    state = Path(isolated_env["RECONCILER_STATE_DIR"]) / "state.db"
+    journal = Journal(StateDatabase(f"sqlite:///{state}"))
     assert journal.pending_control("npc-dialogue") is None
 
 

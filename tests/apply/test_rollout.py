@@ -478,7 +478,7 @@ def test_a_journal_failing_for_one_use_case_ends_only_that_one(
     observed = observe(world.desired, world.registry, world.traffic)
     plan = diff(world.desired, observed, only=[USE_CASE, "story-generation"])
     context = dataclasses.replace(
-        world.context(), journal=FailingJournal(world.journal.path, clock=world.clock)
+        world.context(), journal=FailingJournal(world.database, clock=world.clock)
     )
 
     result = apply_plan(plan, context, parallelism=2)

@@ -25,6 +25,7 @@ from reconciler.apply.journal import Journal
 from reconciler.child_process import free_port
 from reconciler.controller import ControllerSettings
 from reconciler.server.serve import ServeOptions, run_serve
+from reconciler.state_store.database import StateDatabase
 from tests.apply.conftest import world
 from tests.apply.world import USE_CASE, World
 
@@ -57,7 +58,7 @@ class ControlPlane:
 
     @property
     def journal(self) -> Journal:
-        return Journal(self.state_dir / "journal.db")
+        return Journal(state_database(self.env))
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
         wait_for(condition, what, timeout)
@@ -124,7 +125,19 @@ def environment(tracking_uri: str, state_dir: Path, **extra: str) -> dict[str, s
 
 
 def world_environment(world: World, **extra: str) -> dict[str, str]:
-    return environment(world.tracking_uri, world.state_dir, **extra)
+    """`serve` on the world's own state store (SQLite in its folder, or PostgreSQL)."""
+    return environment(
+        world.tracking_uri,
+        world.state_dir,
+        RECONCILER_DATABASE_URL=world.database_url,
+        **extra,
+    )
+
+
+def state_database(env: dict[str, str]) -> StateDatabase:
+    """The state store `serve` runs on with `env`: the named one, else `state.db`."""
+    url = env.get("RECONCILER_DATABASE_URL")
+    return StateDatabase(url or f"sqlite:///{Path(env['RECONCILER_STATE_DIR']) / 'state.db'}")
 
 
 @contextmanager

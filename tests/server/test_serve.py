@@ -44,6 +44,7 @@ from tests.server.conftest import (
     TOKEN,
     environment,
     serving,
+    state_database,
     wait_for,
     webhook_document,
     world_environment,
@@ -261,7 +262,7 @@ def test_a_commit_that_changes_a_threshold_is_applied_by_the_next_cycle(
             assert story.model().aliases == {"champion": "1", "challenger": "2"}
             assert story.tag("2", lineage.EVALUATION_VERDICT) == "passed"
             assert story.tag("2", lineage.EVALUATION_DIGEST) not in (None, failed_for)
-            routes = TrafficStore(state_dir / "traffic.db").read(STORY).routes
+            routes = TrafficStore(state_database(plane.env)).read(STORY).routes
             assert set(routes) == {Route("1", 90), Route("2", 10)}
             rollout = plane.journal.rollout(STORY)
             assert rollout is not None and rollout.phase is Phase.PROGRESSING
@@ -337,7 +338,7 @@ class ServeProcess:
 def test_sigterm_during_a_rollout_leaves_a_state_the_next_start_resumes(
     served_world: World, tmp_path: Path
 ) -> None:
-    journal = Journal(served_world.state_dir / "journal.db")
+    journal = Journal(served_world.database)
 
     def baking() -> bool:
         state = journal.rollout(USE_CASE)
@@ -411,5 +412,5 @@ def test_a_port_in_use_ends_serve_before_anything_is_reconciled(
         )
     assert finished.returncode == 1, finished.stderr[-2000:]
     assert f"cannot serve the API on 127.0.0.1:{port}" in finished.stderr
-    assert not (state_dir / "journal.db").exists()  # no cycle ran
+    assert not (state_dir / "state.db").exists()  # no cycle ran
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -92,7 +92,7 @@ def test_a_plan_away_from_the_serving_host_observes_the_live_routes(
     # Applying reads the table it is about to write: its own state folder, never the URL.
     local = make_plan(shipped_repo, None, runner, local_traffic=True)
     assert local.observed is not None and local.observed.serial == blind.observed.serial
-    assert not (tmp_path / "ci-runner" / "traffic.db").exists()
+    assert not (tmp_path / "ci-runner" / "state.db").exists()
 
 
 def test_an_unreachable_gateway_is_a_clear_error_without_credentials(

@@ -249,7 +249,7 @@ def test_apply_workflow_converges_and_a_second_run_changes_nothing(checkout: Che
     assert USE_CASE in outputs["Status"]
     model = MlflowRegistry(checkout.store).snapshot([USE_CASE])[USE_CASE]
     assert model is not None and "champion" in model.aliases
-    assert checkout.state_dir.joinpath("traffic.db").is_file()
+    assert checkout.state_dir.joinpath("state.db").is_file()
     # Level-triggered: the scheduled run finds nothing left to do.
     again = _run_job(checkout, "apply.yml", "apply")
     assert "Synced" in again["Status"], again["Status"]
