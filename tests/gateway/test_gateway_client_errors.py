@@ -63,7 +63,7 @@ def test_client_errors_during_a_canary_do_not_fail_it(gateway: RunningGateway) -
         assert window.requests == 10, version  # only the requests that reached a model
         assert window.errors == 0 and window.error_rate == 0.0
     # And the canary's analysis, as the rollout makes it from the same log, passes.
-    canary = RequestLogMetrics(gateway.world.request_log).window(
+    canary = RequestLogMetrics(gateway.world.database).window(
         "echo-chat", "2", since=since, until=time.time()
     )
     thresholds = thresholds_of(
