@@ -5,6 +5,8 @@ Everything runs on 127.0.0.1: one echo provider process (answers instantly, so t
 costs next to nothing and routing is what is measured), one `reconciler gateway` process
 routing 50/50 between two external versions backed by that provider, and this process as
 the load generator. LiteLLM's Router is a library, so it routes inside this process.
+TensorZero's Rust gateway routes the same 50/50 variants twice: its HTTP server (one hop in
+front of the backend, as ours) and embedded in this process (see `tensorzero_target.py`).
 Each target gets the same bounded load: a sequential pass (latency) and a concurrent pass
 (throughput). The last line printed is one JSON object with the figures.
 
@@ -36,6 +38,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.tensorzero_target import tensorzero_targets
 from reconciler.child_process import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +67,8 @@ def serving_process(
     command: list[str], ready_url: str, env: dict[str, str], log: Path | None = None
 ) -> Iterator[None]:
     """`command` serving until the block ends; its output to `log` (default: stdout dropped,
-    stderr shown)."""
+    stderr shown). The gateway loads torch and the guardrail encoder before it answers: on
+    two busy cores that took 113 s, past `wait_until_serving`'s default of 90."""
     with open(log, "ab") if log else contextlib.nullcontext() as output:
         process = subprocess.Popen(
             command,
@@ -71,7 +77,7 @@ def serving_process(
             stderr=subprocess.STDOUT if output else None,
         )
         try:
-            wait_until_serving(ready_url, process, log=log)
+            wait_until_serving(ready_url, process, log=log, timeout=300)
             yield
         finally:
             process.terminate()
@@ -219,9 +225,15 @@ async def _run(args: argparse.Namespace, provider: str, gateway: str) -> dict[st
         )
     litellm = _litellm_call(f"{provider}/v1")
     if litellm is None:
-        print("litellm is not installed: `.venv/bin/pip install litellm` to compare")
+        print("litellm not measured: not installed (`.venv/bin/pip install -e '.[bench]'`)")
     else:
         results["litellm"] = await _bench_target("litellm", litellm, args)
+    async with tensorzero_targets(f"{provider}/v1", MESSAGES, limits) as tensorzero:
+        for name, call in tensorzero.calls.items():
+            results[name] = await _bench_target(name, call, args)
+            print(f"{name} variants served: {dict(tensorzero.variants[name])}")
+        for name, reason in tensorzero.unavailable.items():
+            print(f"{name} not measured: {reason}")
     summary: dict[str, Any] = {
         f"{name}_{key}": round(value, 3) for name, r in results.items() for key, value in r.items()
     }
@@ -231,12 +243,14 @@ async def _run(args: argparse.Namespace, provider: str, gateway: str) -> dict[st
     summary["guardrails_p50_overhead_ms"] = round(
         results["guarded"]["p50_ms"] - results["unguarded"]["p50_ms"], 3
     )
-    if "litellm" in results:
-        summary["litellm_p50_overhead_ms"] = round(
-            results["litellm"]["p50_ms"] - results["direct"]["p50_ms"], 3
-        )
-    else:
-        summary["litellm_rps"] = None
+    for peer in ("litellm", "tensorzero", "tensorzero_embedded"):  # null where not measured
+        summary.setdefault(f"{peer}_rps", None)
+        for quantile in ("p50", "p99"):
+            summary[f"{peer}_{quantile}_overhead_ms"] = (
+                round(results[peer][f"{quantile}_ms"] - results["direct"][f"{quantile}_ms"], 3)
+                if peer in results
+                else None
+            )
     summary.update(requests=args.requests, concurrency=args.concurrency, cores=os.cpu_count())
     return summary
 
