@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
+import phonenumbers
 from phonenumbers import Leniency, PhoneMetadata, PhoneNumberMatcher
 
 from reconciler.guardrails.pii import Span
@@ -46,20 +47,39 @@ _MAX_DIGITS = 17
 
 
 @cache
-def _lengths(region: str) -> tuple[str, frozenset[int]]:
+def _shape(region: str) -> tuple[str, frozenset[int], re.Pattern[str] | None]:
+    """The region's trunk prefix, national number lengths and general number pattern."""
     metadata = PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.general_desc is None:
-        return "", frozenset()
-    lengths = frozenset(metadata.general_desc.possible_length or ())
-    return metadata.national_prefix or "", lengths
+        return "", frozenset(), None
+    general = metadata.general_desc
+    pattern = (
+        re.compile(general.national_number_pattern) if general.national_number_pattern else None
+    )
+    return metadata.national_prefix or "", frozenset(general.possible_length or ()), pattern
 
 
 def _plausible_in(region: str, digits: str) -> bool:
-    """Whether ``digits`` has a length the region uses, with or without its trunk prefix."""
-    prefix, lengths = _lengths(region)
-    if len(digits) in lengths:
-        return True
-    return bool(prefix) and digits.startswith(prefix) and len(digits) - len(prefix) in lengths
+    """Whether ``digits``, with or without the region's trunk prefix, has a length and shape
+    the region uses: a cheap test that spares the matcher most regions (it costs far more)."""
+    prefix, lengths, pattern = _shape(region)
+    numbers = [digits]
+    if prefix and digits.startswith(prefix):
+        numbers.append(digits[len(prefix) :])
+    return any(
+        len(number) in lengths and (pattern is None or pattern.fullmatch(number))
+        for number in numbers
+    )
+
+
+def _valid_in(region: str, raw: str) -> bool:
+    """``phonenumbers.is_valid_number`` for ``raw`` read in ``region``: cheaper than the
+    matcher, so most look-alikes are dropped before it runs."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_valid_number(number)
 
 
 def _matched_span(window: str, offset: int, region: str | None, strict: bool) -> Span | None:
@@ -80,7 +100,7 @@ def _candidate_span(text: str, start: int, end: int, regions: Sequence[str]) -> 
     if not grouped and not _PHONE_WORD.search(text, max(0, start - _CONTEXT_CHARS), start):
         return None
     for region in regions:
-        if _plausible_in(region, digits):
+        if _plausible_in(region, digits) and _valid_in(region, raw):
             span = _matched_span(raw, start, region, strict=grouped)
             if span is not None:
                 return span
