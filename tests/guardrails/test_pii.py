@@ -58,6 +58,9 @@ POSITIVES = [
     ("Tokyo office 03-1234-5678", PiiKind.PHONE, "03-1234-5678"),
     ("Sydney: 0412 555 019", PiiKind.PHONE, "0412 555 019"),
     ("call me on 4155550132", PiiKind.PHONE, "4155550132"),
+    ("Reach me on 9876543210 on WhatsApp", PiiKind.PHONE, "9876543210"),
+    # possible but not valid (the UK drama range): only next to a phone word
+    ("Text me on +447700900123 tonight.", PiiKind.PHONE, "+447700900123"),
     # payment cards: Luhn, issuer prefix and length, printed grouping
     ("card 4111 1111 1111 1111", PiiKind.PAYMENT_CARD, "4111 1111 1111 1111"),
     ("Use card 378282246310005 now", PiiKind.PAYMENT_CARD, "378282246310005"),
@@ -73,6 +76,7 @@ POSITIVES = [
     ("ES91 2100 0418 4502 0005 1332, gracias", PiiKind.IBAN, "ES91 2100 0418 4502 0005 1332"),
     # national identifiers: stdnum checksums; bare digit runs only after the id's name
     ("SSN 123-45-6789", PiiKind.GOVERNMENT_ID, "123-45-6789"),
+    ("My SSN is 123 45 6789.", PiiKind.GOVERNMENT_ID, "123 45 6789"),
     ("The tax ID on your account reads 219-09-9999.", PiiKind.GOVERNMENT_ID, "219-09-9999"),
     ("her social security number is 531442087", PiiKind.GOVERNMENT_ID, "531442087"),
     ("NI number AB 12 34 56 C", PiiKind.GOVERNMENT_ID, "AB 12 34 56 C"),
@@ -163,9 +167,14 @@ BENIGN = [
     "Update to version 1.2.3.4 for the new quests.",
     "Patch v2.10.3.1 fixes the bridge.",
     "Build 10.0.19045.2965 crashed on start.",
+    "Patch notes for 3.14.15.92 are out.",
+    "Chapter 4.2.1.3 of the lore book.",
     # order and quest ids, combinations, spell codes
     "Quest 2024-0815-7731 accepted.",
     "Order 4155550132 has shipped.",
+    "Order 4155550132 has shipped, contact support.",
+    "Gain +1234567 XP now.",
+    "The bounty is +447700900123 gold.",
     "The vault combination is 4-8-15-16-23-42.",
     "Cast spell code XK-4471-QZ to open the gate.",
     "Your quest ID number is 20431877.",

@@ -42,7 +42,8 @@ _CONTEXT_CHARS = 48
 
 
 def _ssn(value: str) -> bool:
-    return ssn.is_valid(value) or re.sub(r"\D", "", value) in _PUBLICISED_SSNS
+    digits = re.sub(r"\D", "", value)  # stdnum takes "123-45-6789", not "123 45 6789"
+    return ssn.is_valid(digits) or digits in _PUBLICISED_SSNS
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ validating library would add nothing for text that only has to *look* like an ad
 IP addresses: dotted quads and colon-hex runs that the standard library's ``ipaddress``
 accepts (so no octet over 255, no leading zeros), minus the addresses that name no host —
 unspecified, loopback, multicast, reserved and broadcast — and minus four-part version
-numbers: ``1.2.3.4`` right after "version", "v", "build", "patch" or "release" is a version.
+and section numbers: ``1.2.3.4`` right after "v", or a few words after "version", "build",
+"patch", "release" or "chapter" in the same sentence, numbers a version or a section.
 Private (``192.168.1.20``) and documentation (``203.0.113.7``) addresses still count: handed
 to a player they locate somebody's machine or stand for one.
 """
@@ -32,8 +33,11 @@ def find_emails(text: str) -> list[Span]:
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]|\.\w)")
-_VERSION_BEFORE = re.compile(
-    r"(?:\b(?:version|ver|release|build|patch|update|firmware|rev|revision)\b\.?\s*|\bv\.?\s?)$",
+# Four dotted numbers after one of these words, in the same sentence, number a version or a
+# section: "patch notes for 3.14.15.92", "chapter 4.2.1.3".
+_NUMBERING_BEFORE = re.compile(
+    r"(?:\b(?:version|ver|release|build|patch|update|firmware|rev|revision|chapter|section|"
+    r"paragraph|verse|step|part|rule|appendix)\b|\bv\.?\s?$)[^.!?\n]{0,24}$",
     re.IGNORECASE,
 )
 _MIN_IPV6_GROUPS = 3
@@ -52,7 +56,7 @@ def _ipv4_spans(text: str) -> list[Span]:
             address = ipaddress.IPv4Address(match.group(0))
         except ValueError:
             continue
-        if _VERSION_BEFORE.search(text, max(0, match.start() - 12), match.start()):
+        if _NUMBERING_BEFORE.search(text, max(0, match.start() - 40), match.start()):
             continue
         if _names_a_host(address):
             spans.append(match.span())

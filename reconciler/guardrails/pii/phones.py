@@ -9,8 +9,11 @@ the separators people write), so texts without one never reach the library. Then
   it is valid in one of the configured regions *and* its separators fall where that region
   writes them (leniency ``STRICT_GROUPING``), so ``4-8-15-16-23-42`` (valid in India as ten
   digits) stays a combination.
-* ``4155550132``: a bare run of digits counts only after a word such as "call", "phone" or
-  "text": order ids and scores are bare digits too.
+* ``+447700900123``: an international number that is possible but not valid (the UK's
+  drama range, an unassigned block) counts only next to a word such as "call", "phone",
+  "text" or "WhatsApp".
+* ``4155550132``: a bare run of digits counts only next to such a word: order ids and
+  scores are bare digits too.
 * ``555-867-5309``: a number in the North American 3-3-4 layout counts even when its area
   code is unassigned. libphonenumber rejects the 555 numbers of films and examples, but
   handed out by a model they are contact details all the same.
@@ -38,10 +41,17 @@ _NORTH_AMERICAN_LAYOUT = re.compile(
 )
 _PHONE_WORD = re.compile(
     r"\b(?:call|calling|phone|tel|telephone|mobile|cell|cellphone|text|sms|dial|ring|"
-    r"whatsapp|fax|contact|handy|telefon|t[ée]l[ée]phone|portable|celular|telefone)\b",
+    r"whatsapp|signal|telegram|fax|contact|reach|my\s+number|handy|telefon|t[ée]l[ée]phone|"
+    r"portable|celular|telefone)\b",
     re.IGNORECASE,
 )
-_CONTEXT_CHARS = 32
+# After the number only a service or line right behind it: "9876543210 on WhatsApp".
+_PHONE_WORD_AFTER = re.compile(
+    r"[ \t]*[(\[]?(?:(?:on|via|by)[ \t]+)?(?:whatsapp|signal|telegram|sms|text|mobile|cell|phone|"
+    r"tel|landline)\b",
+    re.IGNORECASE,
+)
+_CONTEXT_BEFORE = 32
 _MIN_DIGITS = 7
 _MAX_DIGITS = 17
 
@@ -82,6 +92,13 @@ def _valid_in(region: str, raw: str) -> bool:
     return phonenumbers.is_valid_number(number)
 
 
+def _possible(raw: str) -> bool:
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse(raw, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def _matched_span(window: str, offset: int, region: str | None, strict: bool) -> Span | None:
     leniency = Leniency.STRICT_GROUPING if strict else Leniency.VALID
     for match in PhoneNumberMatcher(window, region, leniency=leniency):
@@ -94,10 +111,17 @@ def _candidate_span(text: str, start: int, end: int, regions: Sequence[str]) -> 
     digits = re.sub(r"\D", "", raw)
     if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS or _DATE.fullmatch(raw):
         return None
+    near_phone_word = (
+        _PHONE_WORD.search(text, max(0, start - _CONTEXT_BEFORE), start) is not None
+        or _PHONE_WORD_AFTER.match(text, end) is not None
+    )
     if raw.startswith("+"):
-        return _matched_span(raw, start, None, strict=False)
+        span = _matched_span(raw, start, None, strict=False)
+        if span is None and near_phone_word and _possible(raw):
+            return start, end
+        return span
     grouped = _SEPARATOR.search(raw) is not None
-    if not grouped and not _PHONE_WORD.search(text, max(0, start - _CONTEXT_CHARS), start):
+    if not grouped and not near_phone_word:
         return None
     for region in regions:
         if _plausible_in(region, digits) and _valid_in(region, raw):
