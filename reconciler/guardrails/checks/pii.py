@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from reconciler.guardrails.embeddings import TextBatch
 from reconciler.guardrails.pii import Span
@@ -66,7 +67,8 @@ class PiiMatch:
     value: str
 
 
-def _recognisers(regions: Sequence[str]) -> dict[PiiKind, Callable[[str], list[Span]]]:
+@cache
+def _recognisers(regions: tuple[str, ...]) -> dict[PiiKind, Callable[[str], list[Span]]]:
     return {
         PiiKind.IBAN: find_ibans,
         PiiKind.PAYMENT_CARD: find_payment_cards,
@@ -90,7 +92,7 @@ def find_pii(
     wanted = set(kinds)
     if _DIGIT.search(text) is None:
         wanted -= _NEEDS_DIGITS
-    recognisers = _recognisers(phone_regions)
+    recognisers = _recognisers(tuple(phone_regions))
     chosen: list[PiiMatch] = []
     for kind in (k for k in PRIORITY if k in wanted):
         for start, end in recognisers[kind](text):
