@@ -200,6 +200,9 @@ BENIGN = [
     # documents without a document number
     "Your passport to the Elven Kingdom is the sigil 4471.",
     "Show your passport! Entry fee is 250000 gold.",
+    "A forged ID card costs 250000 gold in the black market.",
+    "The passport office has 120000 visitors a year.",
+    "Your passport number is 150000 gold away.",
     "@Ravenclaw sent you quest@3.5 runes.",
 ]
 

@@ -8,7 +8,8 @@ so they count only a few words after the identifier's name ("BSN", "Steuer-ID", 
 
 Passports, identity cards and driving licences have no common checksum: an identifier of
 6-20 capitals and digits (at least five digits) counts only right after a word naming the
-document ("passport number", "Personalausweis", "driver's license").
+document ("passport number", "Personalausweis", "driver's license"), with nothing but
+linking words between ("number on file is") and no currency after it ("250000 gold").
 """
 
 from __future__ import annotations
@@ -167,9 +168,12 @@ _DOCUMENT = re.compile(
     # Words too common alone ("player ID", "quest document"): only with "number" after.
     rf"|(?:id|identification|document|licen[cs]e)\s*{_NUMBER_WORD}"
     r"))"
-    # A short gap of words, no sentence end and no digits: "on file is", ":", "reads".
-    r"[^\n.!?\d]{0,30}?"
+    # Only linking words between: "number on file is", ":", "reads". "ID card costs
+    # 250000 gold" and "passport office has 120000 visitors" are prices and counts.
+    r"(?:[\s:#=,()-]|\b(?:is|was|reads?|on|file|record|as|printed|shows?|says|here|"
+    r"of|the|her|his|my|your|their|its)\b){0,12}?"
     r"(?<![\w-])(?=(?:[A-Z-]*\d){5})([A-Z0-9][A-Z0-9-]{4,18}[A-Z0-9])(?![\w-])"
+    r"(?!\s*(?:gold|coins?|gems?|xp|points?|credits?|silver|crowns?|dollars?|euros?)\b)"
 )
 
 
