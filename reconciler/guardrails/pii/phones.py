@@ -82,7 +82,7 @@ def _plausible_in(region: str, digits: str) -> bool:
     )
 
 
-def _valid_in(region: str, raw: str) -> bool:
+def _valid_in(region: str | None, raw: str) -> bool:
     """``phonenumbers.is_valid_number`` for ``raw`` read in ``region``: cheaper than the
     matcher, so most look-alikes are dropped before it runs."""
     try:
@@ -116,6 +116,9 @@ def _candidate_span(text: str, start: int, end: int, regions: Sequence[str]) -> 
         or _PHONE_WORD_AFTER.match(text, end) is not None
     )
     if raw.startswith("+"):
+        # Valid as written: any grouping will do, and the matcher's scan is not needed.
+        if _valid_in(None, raw):
+            return start, start + len(raw)
         span = _matched_span(raw, start, None, strict=False)
         if span is None and near_phone_word and _possible(raw):
             return start, end
