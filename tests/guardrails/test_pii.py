@@ -45,6 +45,8 @@ POSITIVES = [
     ("WhatsApp +91 98765 43210 now", PiiKind.PHONE, "+91 98765 43210"),
     ("ring +33 6 12 34 56 78", PiiKind.PHONE, "+33 6 12 34 56 78"),
     ("call +81 3-1234-5678", PiiKind.PHONE, "+81 3-1234-5678"),
+    ("ring 0044 20 7946 0958", PiiKind.PHONE, "0044 20 7946 0958"),
+    ("Call +44 (0)20 7946 0958.", PiiKind.PHONE, "+44 (0)20 7946 0958"),
     ("call (415) 555-0132 tonight", PiiKind.PHONE, "(415) 555-0132"),
     ("Text 212.555.0199 if you want", PiiKind.PHONE, "212.555.0199"),
     ("Toll free: 1-800-555-0199.", PiiKind.PHONE, "1-800-555-0199"),
@@ -73,6 +75,7 @@ POSITIVES = [
     ("send to DE89370400440532013000.", PiiKind.IBAN, "DE89370400440532013000"),
     ("FR14 2004 1010 0505 0001 3M02 606 please", PiiKind.IBAN, "FR14 2004 1010 0505 0001 3M02 606"),
     ("NL91ABNA0417164300", PiiKind.IBAN, "NL91ABNA0417164300"),
+    ("IBAN: be71 0961 2345 6769", PiiKind.IBAN, "be71 0961 2345 6769"),
     ("ES91 2100 0418 4502 0005 1332, gracias", PiiKind.IBAN, "ES91 2100 0418 4502 0005 1332"),
     # national identifiers: stdnum checksums; bare digit runs only after the id's name
     ("SSN 123-45-6789", PiiKind.GOVERNMENT_ID, "123-45-6789"),

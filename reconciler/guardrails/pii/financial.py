@@ -74,10 +74,11 @@ def find_payment_cards(text: str) -> list[Span]:
 
 
 # Printed IBANs come in groups of four; the compact form is one run.
+# Either case: stdnum upper-cases before it checks, and the checksum keeps words out.
 _IBAN_CANDIDATE = re.compile(
-    r"(?<![\w-])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?"
+    r"(?<![\w-])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?", re.IGNORECASE
 )
-_IBAN_GROUP_END = re.compile(r"(?<=[A-Z0-9])(?= )")
+_IBAN_GROUP_END = re.compile(r"(?<=[A-Za-z0-9])(?= )")
 
 
 def _longest_valid_iban(candidate: str) -> int:

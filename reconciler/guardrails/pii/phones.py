@@ -3,8 +3,8 @@
 A cheap expression first picks digit runs that could be a phone number (7-17 digits with
 the separators people write), so texts without one never reach the library. Then:
 
-* ``+44 20 7946 0958``: an international number counts when libphonenumber says it is a
-  valid number of its country, however it is grouped.
+* ``+44 20 7946 0958``, ``0044 20 7946 0958``: an international number counts when
+  libphonenumber says it is a valid number of its country, however it is grouped.
 * ``020 7946 0958``, ``06 12 34 56 78``, ``(11) 91234-5678``: a national number counts when
   it is valid in one of the configured regions *and* its separators fall where that region
   writes them (leniency ``STRICT_GROUPING``), so ``4-8-15-16-23-42`` (valid in India as ten
@@ -51,6 +51,7 @@ _PHONE_WORD_AFTER = re.compile(
     r"tel|landline)\b",
     re.IGNORECASE,
 )
+_DIALLED_INTERNATIONAL = re.compile(r"00[1-9]")
 _CONTEXT_BEFORE = 32
 _MIN_DIGITS = 7
 _MAX_DIGITS = 17
@@ -115,10 +116,14 @@ def _candidate_span(text: str, start: int, end: int, regions: Sequence[str]) -> 
         _PHONE_WORD.search(text, max(0, start - _CONTEXT_BEFORE), start) is not None
         or _PHONE_WORD_AFTER.match(text, end) is not None
     )
-    if raw.startswith("+"):
+    # "0044 20 7946 0958": the international call prefix most countries dial, written out.
+    international = "+" + raw[2:] if _DIALLED_INTERNATIONAL.match(raw) else raw
+    if international.startswith("+"):
         # Valid as written: any grouping will do, and the matcher's scan is not needed.
-        if _valid_in(None, raw):
+        if _valid_in(None, international):
             return start, start + len(raw)
+        if international is not raw:
+            return None
         span = _matched_span(raw, start, None, strict=False)
         if span is None and near_phone_word and _possible(raw):
             return start, end
