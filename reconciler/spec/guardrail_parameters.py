@@ -109,15 +109,45 @@ class PiiKind(enum.StrEnum):
     EMAIL = "email"
     PHONE = "phone"
     PAYMENT_CARD = "payment_card"
+    # National identifiers with checksums: SSN, NINO, Steuer-ID, NIR, DNI, BSN, CPF, ...
     GOVERNMENT_ID = "government_id"
+    IBAN = "iban"
+    IP_ADDRESS = "ip_address"
+    # Passport, identity card and driving licence numbers, next to a word naming them.
+    IDENTITY_DOCUMENT = "identity_document"
+    STREET_ADDRESS = "street_address"
+
+
+# Where national phone numbers (no +country prefix) are tried; +-prefixed ones are found
+# in every country.
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "AU")
+
+
+def _phone_region(value: str) -> str:
+    import phonenumbers  # light, no torch; only needed when a policy names regions
+
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{value!r} is not a region code libphonenumber knows (e.g. US, GB, DE)")
+    return value
+
+
+PhoneRegion = Annotated[str, AfterValidator(_phone_region)]
 
 
 class PiiParameters(CheckParameters):
+    """Personal data found with well-kept libraries: ``phonenumbers`` for phone numbers,
+    ``python-stdnum`` checksums for IBANs, cards and national identifiers, ``ipaddress``."""
+
     kinds: Annotated[list[PiiKind], AfterValidator(_unique)] = Field(
         default_factory=lambda: list(PiiKind), min_length=1
     )
     allow: list[Regex] = Field(
         default_factory=list, description="Matched values these expressions match are allowed."
+    )
+    phone_regions: Annotated[list[PhoneRegion], AfterValidator(_unique)] = Field(
+        default_factory=lambda: list(DEFAULT_PHONE_REGIONS),
+        description="ISO 3166 region codes in which numbers without a +country prefix are "
+        "tried; +-prefixed numbers are found in every country.",
     )
 
 

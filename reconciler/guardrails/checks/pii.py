@@ -1,46 +1,62 @@
-"""PII check: e-mail addresses, phone numbers, payment cards and government ids in outputs.
+"""PII check: personal data in model outputs, found with well-kept libraries.
 
-Shapes are deliberately strict so game text passes: a phone number needs separators or a
-``+country`` prefix (plain runs of digits are scores and gold), a payment card must pass the
-Luhn checksum (item codes rarely do), and a bare nine-digit SSN counts only next to words
-that name it. `mask_pii` is also what the violation store uses to redact its samples.
+Each kind has its recogniser in `reconciler.guardrails.pii`: phone numbers with
+``phonenumbers``, IBANs, payment cards (Luhn) and national identifiers with
+``python-stdnum`` checksums, IP addresses with ``ipaddress``, e-mail addresses, identity
+documents next to a word naming them, and street addresses with a house number. Each module
+says which look-alikes it lets pass (gold, scores, dates, versions, quest ids) and why.
+
+`mask_pii` replaces every kind with a placeholder such as ``[PHONE]``; the gateway uses it to
+return a masked output, and the violation store to redact the samples it keeps.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from reconciler.guardrails.embeddings import TextBatch
+from reconciler.guardrails.pii import Span
+from reconciler.guardrails.pii.addresses import find_street_addresses
+from reconciler.guardrails.pii.financial import find_ibans, find_payment_cards
+from reconciler.guardrails.pii.identifiers import (
+    find_identity_documents,
+    find_national_identifiers,
+)
+from reconciler.guardrails.pii.network import find_emails, find_ip_addresses
+from reconciler.guardrails.pii.phones import find_phone_numbers
 from reconciler.guardrails.verdicts import PASSED, CheckResult
-from reconciler.spec.guardrail_parameters import PiiKind, PiiParameters
+from reconciler.spec.guardrail_parameters import DEFAULT_PHONE_REGIONS, PiiKind, PiiParameters
 from reconciler.spec.model import GuardrailCheck
-
-_EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-)
-_NORTH_AMERICAN_PHONE = re.compile(
-    r"(?<![\w+])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-]?)\d{3}[\s.-]\d{4}(?![\d-])"
-)
-_INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?!\d)")
-_CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
-_NAMED_SSN = re.compile(
-    r"\b(?:ssn|social\s+security(?:\s+number)?|social)\b\D{0,20}?(?<!\d)(\d{9})(?!\d)",
-    re.IGNORECASE,
-)
-# UK National Insurance number: upper case only, so ordinary words never match.
-_UK_NATIONAL_INSURANCE = re.compile(
-    r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b"
-)
 
 MASKS: dict[PiiKind, str] = {
     PiiKind.EMAIL: "[EMAIL]",
     PiiKind.PHONE: "[PHONE]",
     PiiKind.PAYMENT_CARD: "[CARD]",
     PiiKind.GOVERNMENT_ID: "[GOVERNMENT-ID]",
+    PiiKind.IBAN: "[IBAN]",
+    PiiKind.IP_ADDRESS: "[IP-ADDRESS]",
+    PiiKind.IDENTITY_DOCUMENT: "[ID-DOCUMENT]",
+    PiiKind.STREET_ADDRESS: "[ADDRESS]",
 }
+
+# When spans overlap the more specific kind wins: an IBAN holds card-length digit runs, a
+# card holds phone-shaped groups, an SSN is phone-shaped, an address holds a postcode.
+PRIORITY = (
+    PiiKind.IBAN,
+    PiiKind.PAYMENT_CARD,
+    PiiKind.GOVERNMENT_ID,
+    PiiKind.IDENTITY_DOCUMENT,
+    PiiKind.EMAIL,
+    PiiKind.IP_ADDRESS,
+    PiiKind.PHONE,
+    PiiKind.STREET_ADDRESS,
+)
+# Every kind but e-mail needs digits; most texts have none, and then only e-mail is looked for.
+_NEEDS_DIGITS = frozenset(PRIORITY) - {PiiKind.EMAIL}
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -51,70 +67,47 @@ class PiiMatch:
     value: str
 
 
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum that every payment card number carries."""
-    if not digits.isdigit():
-        return False
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        value = int(digit)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def _phone_digits_plausible(value: str) -> bool:
-    return 8 <= sum(c.isdigit() for c in value) <= 15
-
-
-def _candidates(text: str, kinds: Iterable[PiiKind]) -> list[PiiMatch]:
-    found: list[PiiMatch] = []
-    for kind in kinds:
-        if kind is PiiKind.EMAIL:
-            spans = [m.span() for m in _EMAIL.finditer(text)]
-        elif kind is PiiKind.PAYMENT_CARD:
-            spans = [
-                m.span()
-                for m in _CARD_CANDIDATE.finditer(text)
-                if 13 <= len(digits := re.sub(r"\D", "", m.group(0))) <= 19 and luhn_valid(digits)
-            ]
-        elif kind is PiiKind.PHONE:
-            spans = [m.span() for m in _NORTH_AMERICAN_PHONE.finditer(text)]
-            spans += [
-                m.span()
-                for m in _INTERNATIONAL_PHONE.finditer(text)
-                if _phone_digits_plausible(m.group(0))
-            ]
-        else:
-            spans = [m.span() for m in _SSN.finditer(text)]
-            spans += [m.span(1) for m in _NAMED_SSN.finditer(text)]
-            spans += [m.span() for m in _UK_NATIONAL_INSURANCE.finditer(text)]
-        found += [PiiMatch(kind, start, end, text[start:end]) for start, end in spans]
-    return found
+@cache
+def _recognisers(regions: tuple[str, ...]) -> dict[PiiKind, Callable[[str], list[Span]]]:
+    return {
+        PiiKind.IBAN: find_ibans,
+        PiiKind.PAYMENT_CARD: find_payment_cards,
+        PiiKind.GOVERNMENT_ID: find_national_identifiers,
+        PiiKind.IDENTITY_DOCUMENT: find_identity_documents,
+        PiiKind.EMAIL: find_emails,
+        PiiKind.IP_ADDRESS: find_ip_addresses,
+        PiiKind.PHONE: lambda text: find_phone_numbers(text, regions),
+        PiiKind.STREET_ADDRESS: find_street_addresses,
+    }
 
 
 def find_pii(
-    text: str, kinds: Iterable[PiiKind] = tuple(PiiKind), allow: Iterable[re.Pattern[str]] = ()
+    text: str,
+    kinds: Iterable[PiiKind] = tuple(PiiKind),
+    allow: Iterable[re.Pattern[str]] = (),
+    phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
 ) -> list[PiiMatch]:
-    """PII in ``text``, in order, without overlaps (cards win over phones), allow-list applied."""
+    """PII in ``text``, in order, without overlaps (see `PRIORITY`), allow-list applied."""
     allowed = list(allow)
-    # Cards first: a 16-digit card also contains phone-shaped runs.
-    priority = [PiiKind.PAYMENT_CARD, PiiKind.GOVERNMENT_ID, PiiKind.EMAIL, PiiKind.PHONE]
     wanted = set(kinds)
+    if _DIGIT.search(text) is None:
+        wanted -= _NEEDS_DIGITS
+    recognisers = _recognisers(tuple(phone_regions))
     chosen: list[PiiMatch] = []
-    for match in _candidates(text, [k for k in priority if k in wanted]):
-        if any(a.search(match.value) for a in allowed):
-            continue
-        if all(match.end <= c.start or c.end <= match.start for c in chosen):
-            chosen.append(match)
+    for kind in (k for k in PRIORITY if k in wanted):
+        for start, end in recognisers[kind](text):
+            match = PiiMatch(kind, start, end, text[start:end])
+            if any(a.search(match.value) for a in allowed):
+                continue
+            if all(match.end <= c.start or c.end <= match.start for c in chosen):
+                chosen.append(match)
     return sorted(chosen, key=lambda m: m.start)
 
 
-def mask_pii(text: str) -> str:
+def mask_pii(text: str, phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> str:
     """``text`` with every kind of PII replaced by a placeholder such as ``[EMAIL]``."""
     masked = text
-    for match in reversed(find_pii(text)):
+    for match in reversed(find_pii(text, phone_regions=phone_regions)):
         masked = masked[: match.start] + MASKS[match.kind] + masked[match.end :]
     return masked
 
@@ -124,11 +117,12 @@ class PiiCheck:
         self.spec = spec
         self._kinds = tuple(parameters.kinds)
         self._allow = [re.compile(a, re.IGNORECASE) for a in parameters.allow]
+        self._regions = tuple(parameters.phone_regions)
 
     def scan(self, batch: TextBatch) -> list[CheckResult]:
         results = []
         for text in batch.texts:
-            matches = find_pii(text, self._kinds, self._allow)
+            matches = find_pii(text, self._kinds, self._allow, self._regions)
             if not matches:
                 results.append(PASSED)
                 continue
