@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.apply.commands import CONTROLS_NEEDING_A_ROLLOUT, roll_back_by_hand
+from reconciler.apply.commands import CATCH_UP, CONTROLS_NEEDING_A_ROLLOUT, roll_back_by_hand
 from reconciler.apply.status import rollout_view
 from reconciler.errors import ReconcilerError
 from reconciler.notifications.events import Notification
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 # A reconcile cycle holds a use case's lock for one step of its rollout: worth waiting for.
 LOCK_WAIT_SECONDS = 60.0
-CATCH_UP = "the desired state in git must catch up"
 
 
 @dataclass(frozen=True)
