@@ -12,7 +12,8 @@ Two apscheduler jobs, each never overlapping itself:
   newer commit gets its chance. A rollout is advanced one step per cycle, never waited on:
   when it asks to be called again sooner than the interval, the next cycle is brought forward.
 - **guardrail watch**, every `watch_interval`: judge recent live outputs and roll back a
-  version whose rate of critical findings is too high.
+  version whose rate of critical findings is too high; an engagement check's window over
+  its `windowViolationRate` gets that check's intervention (`apply.guardrail_watch`).
 - **discovery**, each minute: discover and propose for the use cases whose
   `spec.discovery.schedule` has come round (`reconciler.propose.cycle`).
 
@@ -386,7 +387,11 @@ class Controller:
             self.say(f"guardrail watch failed: {exc}")
             return
         if findings:
-            self.say(f"guardrail watch: {len(findings)} version(s) over the critical rate")
+            windows = sum(1 for f in findings if f.check is not None)
+            self.say(
+                f"guardrail watch: {len(findings) - windows} version(s) over the critical rate, "
+                f"{windows} engagement window(s) over their limit"
+            )
 
     def _discover(self) -> None:
         # Each use case's `spec.discovery.schedule` decides; the job only looks every minute.

@@ -40,7 +40,7 @@ REJECTED_DIGEST = "reconciler.rejected.digest"  # use-case digest it was rejecte
 APPLIED_ALIASES = "reconciler.applied_aliases"  # JSON {alias: version} the reconciler last set
 
 
-class Verdict(enum.StrEnum):
+class EvaluationVerdict(enum.StrEnum):
     """The evaluation gate's verdict on a version, for one desired-state digest."""
 
     PASSED = "passed"

@@ -155,5 +155,8 @@ def rollback(
         # is over, and status must not keep calling it in progress.
         ended = rollout.evolve(phase=Phase.ROLLED_BACK, message=f"rolled back: {reason}")
         run.context.journal.save_rollout(ended)
-        run.context.journal.clear_control(run.name)
+        run.context.journal.clear_control(
+            run.name,
+            dropped=f"the rollout of {rejected} was rolled back from outside it: {reason}",
+        )
     run.say(f"rolled back to {restore}; {rejected} rejected: {reason}")

@@ -141,7 +141,7 @@ def monitor_command(repo: Path, since: str, critical_rate_limit: float, min_outp
 
     findings = run_guardrail_watch(repo, since, critical_rate_limit, min_outputs)
     if not findings:
-        click.echo("No version exceeds the critical violation rate.")
+        click.echo("No version exceeds the critical violation rate or an engagement window.")
 
 
 COMMANDS = (

@@ -35,6 +35,9 @@ from reconciler.spec.loader import DesiredState, load_desired_state
 from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
+# What a break-glass write (the API's, or `reconciler rollback`) says of the desired state.
+CATCH_UP = "the desired state in git must catch up"
+
 
 def journal(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Journal:
     settings = settings or Settings.from_environment()
@@ -225,10 +228,30 @@ def request_control(repo: Path, use_case: str, control: Control) -> str:
 
 
 def manual_rollback(repo: Path, use_case: str, to_version: str | None) -> str:
+    """`reconciler rollback`: break-glass from the command line, told as the API's is."""
+    from reconciler.notifications.events import Notification
+    from reconciler.spec.notifications import NotificationEvent
+
     settings = Settings.from_environment()
     desired = known_use_case(repo, use_case)
     context = build_context(repo, desired, settings)
-    return roll_back_by_hand(context, use_case, to_version).message
+    done = roll_back_by_hand(
+        context,
+        use_case,
+        to_version,
+        detail=f"break-glass rollback from the command line; {CATCH_UP}",
+    )
+    recorded = f"history ({CATCH_UP})" if done.done else "-"
+    context.notifier.notify(
+        Notification(
+            NotificationEvent.BREAK_GLASS,
+            use_case,
+            f"rollback from the command line: {done.message}; recorded in {recorded}",
+            context.clock.now(),
+            {"action": "rollback", "done": done.done, "recorded": recorded, "pull_request": ""},
+        )
+    )
+    return done.message
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
 - judgements: every analysis a rollout made, with each metric's value, threshold, sample size
   and verdict - saved in the same transaction as the state that acted on it, so no stage is
   ever passed without its judgement on record;
-- controls: operator requests (`pause`, `resume`, `abort`, `promote`) waiting to be obeyed;
+- controls: operator requests (`pause`, `resume`, `abort`, `promote`) waiting to be obeyed,
+  and what became of each: obeyed, or dropped with why (its rollout ended first);
 - history: every champion change with its cause (commit, rollback, manual, drift).
 
 Times come from the injected clock. On a shared store, reconcilers on several hosts read and
@@ -129,6 +130,33 @@ def _operation(row: Sequence[Any]) -> Operation:
         pid=row[10],
         host=row[11],
     )
+
+
+class ControlOutcome(enum.StrEnum):
+    PENDING = "pending"  # waiting for the rollout's next step
+    OBEYED = "obeyed"
+    DROPPED = "dropped"  # its rollout ended before it was obeyed
+
+
+@dataclass(frozen=True)
+class ControlRecord:
+    """An operator control and what became of it."""
+
+    use_case: str
+    control: Control
+    requested_at: str
+    outcome: ControlOutcome = ControlOutcome.PENDING
+    reason: str = ""  # why it was dropped
+    settled_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "control": self.control.value,
+            "requested_at": self.requested_at,
+            "outcome": self.outcome.value,
+            "reason": self.reason or None,
+            "settled_at": self.settled_at,
+        }
 
 
 class Journal:
@@ -277,11 +305,14 @@ class Journal:
 
     # -- controls ----------------------------------------------------------------------------
 
-    def request(self, use_case: str, control: Control) -> None:
-        row = {"use_case": use_case, "command": control.value, "requested_at": self._now()}
+    def request(self, use_case: str, control: Control) -> str:
+        """Ask for `control`; returns when it was asked, which names it in `control_record`."""
+        now = self._now()
+        row = {"use_case": use_case, "command": control.value, "requested_at": now}
         self.database.write(
             lambda db: db.execute(upsert(db, schema.controls, row, key=("use_case",)))
         )
+        return now
 
     def pending_control(self, use_case: str) -> Control | None:
         table = schema.controls
@@ -289,14 +320,76 @@ class Journal:
         command = self.database.read(lambda db: db.execute(query).scalar())
         return None if command is None else Control(command)
 
-    def clear_control(self, use_case: str, control: Control | None = None) -> None:
-        """Forget the pending control; with `control`, only if it is still that one (a newer
-        request that arrived meanwhile is kept)."""
+    def clear_control(
+        self, use_case: str, control: Control | None = None, *, dropped: str | None = None
+    ) -> None:
+        """Settle the pending control: obeyed, or - with `dropped`, the reason - dropped
+        unobeyed. With `control`, only if it is still that one (a newer request that arrived
+        meanwhile is kept)."""
         table = schema.controls
-        statement = delete(table).where(table.c.use_case == use_case)
+        where = [table.c.use_case == use_case]
         if control is not None:
-            statement = statement.where(table.c.command == control.value)
-        self.database.write(lambda db: db.execute(statement))
+            where.append(table.c.command == control.value)
+        settled_at = self._now()
+
+        def settle(db: Connection) -> None:
+            pending = db.execute(
+                select(table.c.command, table.c.requested_at).where(*where)
+            ).first()
+            if pending is None:
+                return
+            db.execute(delete(table).where(*where))
+            db.execute(
+                insert(schema.control_outcomes).values(
+                    use_case=use_case,
+                    command=pending[0],
+                    requested_at=pending[1],
+                    settled_at=settled_at,
+                    outcome=(ControlOutcome.OBEYED if dropped is None else ControlOutcome.DROPPED),
+                    reason=dropped or "",
+                )
+            )
+
+        self.database.write(settle)
+
+    def control_record(
+        self, use_case: str, requested_at: str | None = None
+    ) -> ControlRecord | None:
+        """The control asked at `requested_at` (default: the latest), pending or settled."""
+        pending, outcomes = schema.controls, schema.control_outcomes
+
+        def read(db: Connection) -> ControlRecord | None:
+            query = select(pending.c.command, pending.c.requested_at).where(
+                pending.c.use_case == use_case
+            )
+            if requested_at is not None:
+                query = query.where(pending.c.requested_at == requested_at)
+            waiting = db.execute(query).first()
+            if waiting is not None:
+                return ControlRecord(use_case, Control(waiting[0]), waiting[1])
+            settled_query = (
+                select(
+                    outcomes.c.command,
+                    outcomes.c.requested_at,
+                    outcomes.c.outcome,
+                    outcomes.c.reason,
+                    outcomes.c.settled_at,
+                )
+                .where(outcomes.c.use_case == use_case)
+                .order_by(outcomes.c.id.desc())
+                .limit(1)
+            )
+            if requested_at is not None:
+                settled_query = settled_query.where(outcomes.c.requested_at == requested_at)
+            row = db.execute(settled_query).first()
+            if row is None:
+                return None
+            command, asked_at, outcome, reason, settled_at = row
+            return ControlRecord(
+                use_case, Control(command), asked_at, ControlOutcome(outcome), reason, settled_at
+            )
+
+        return self.database.read(read)
 
     # -- history -----------------------------------------------------------------------------
 

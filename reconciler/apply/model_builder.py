@@ -86,7 +86,7 @@ class MlflowModelBuilder:
                 use_case.spec.registered_model,
                 candidate,
                 lineage.EVALUATION_VERDICT,
-                lineage.Verdict.INCOMPLETE.value,
+                lineage.EvaluationVerdict.INCOMPLETE.value,
             )
             for tag, value in (
                 (lineage.EVALUATION_DIGEST, identity.digest),

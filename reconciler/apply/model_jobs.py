@@ -210,7 +210,7 @@ class EvaluateJob:
                 logs=self.work.logs(),
             )
             return EvaluationOutcome(
-                passed=outcome.verdict is lineage.Verdict.PASSED,
+                passed=outcome.verdict is lineage.EvaluationVerdict.PASSED,
                 reason=outcome.reason,
                 candidate=outcome.version,
             )

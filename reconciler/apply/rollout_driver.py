@@ -167,8 +167,16 @@ def _step(run: UseCaseRun, state: RolloutState) -> Advance:
     if result.state != state or result.judgement is not None:
         context.journal.save_rollout(result.state, result.judgement)
     if state.active and not result.state.active:
-        # A control this rollout did not obey ends with it: never one for the next candidate.
-        context.journal.clear_control(run.name)
+        # A control this rollout did not obey ends with it: never one for the next candidate,
+        # and recorded as dropped, so the operator who asked is not told it was done.
+        obeyed = {e.control for e in result.effects if isinstance(e, ClearControl)}
+        pending = context.journal.pending_control(run.name)
+        if pending is not None and pending not in obeyed:
+            context.journal.clear_control(
+                run.name,
+                dropped=f"the rollout of {state.candidate} ended "
+                f"({result.state.phase.value}: {result.state.message}) before it obeyed",
+            )
     if result.judgement is not None:
         judgement = result.judgement
         details = "; ".join(m.describe() for m in judgement.analysis.measurements)

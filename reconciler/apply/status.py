@@ -157,7 +157,7 @@ def _health(
         )
     if (
         candidate is not None
-        and candidate_tags.get(lineage.EVALUATION_VERDICT) == lineage.Verdict.FAILED
+        and candidate_tags.get(lineage.EVALUATION_VERDICT) == lineage.EvaluationVerdict.FAILED
         and candidate_tags.get(lineage.EVALUATION_DIGEST) == digest
     ):
         reason = candidate_tags.get(lineage.EVALUATION_REASON) or "thresholds not met"

@@ -27,7 +27,7 @@ from reconciler.training.pipeline import train
 @dataclass(frozen=True)
 class TrainingOutcome:
     version: str
-    verdict: lineage.Verdict
+    verdict: lineage.EvaluationVerdict
     reason: str
     attempts: int
 
@@ -55,7 +55,7 @@ def train_until_passing(
     tracking = tracking or Tracking(settings)
     name = use_case.spec.registered_model
     attempts = use_case.spec.training.retrain.max_attempts
-    version, verdict, reason = base_version, lineage.Verdict.FAILED, "not trained"
+    version, verdict, reason = base_version, lineage.EvaluationVerdict.FAILED, "not trained"
     for attempt in range(1, attempts + 1):
         version = train(
             use_case,
@@ -72,8 +72,8 @@ def train_until_passing(
         tags = tracking.get_version(name, version).tags
         if tags.get(lineage.EVALUATION_DIGEST) == identity.digest and tags.get(
             lineage.EVALUATION_VERDICT
-        ) in (lineage.Verdict.PASSED, lineage.Verdict.FAILED):
-            verdict = lineage.Verdict(tags[lineage.EVALUATION_VERDICT])
+        ) in (lineage.EvaluationVerdict.PASSED, lineage.EvaluationVerdict.FAILED):
+            verdict = lineage.EvaluationVerdict(tags[lineage.EVALUATION_VERDICT])
             reason = tags.get(lineage.EVALUATION_REASON, "")
         else:
             result = evaluate(
@@ -89,6 +89,6 @@ def train_until_passing(
                 tracking=tracking,
             )
             verdict, reason = result.verdict, result.reason
-        if verdict is lineage.Verdict.PASSED:
+        if verdict is lineage.EvaluationVerdict.PASSED:
             return TrainingOutcome(version, verdict, reason, attempt)
     return TrainingOutcome(version, verdict, reason, attempts)

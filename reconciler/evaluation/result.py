@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.lineage import Verdict
+from reconciler.lineage import EvaluationVerdict
 from reconciler.spec.model import EvaluationThresholds
 
 
@@ -63,7 +63,7 @@ class Measurements:
 class EvaluationResult:
     candidate_version: str
     champion_version: str | None
-    verdict: Verdict
+    verdict: EvaluationVerdict
     failures: tuple[str, ...]  # one reason per failed threshold
     measurements: Measurements
     prompt_count: int
@@ -73,7 +73,7 @@ class EvaluationResult:
 
     @property
     def passed(self) -> bool:
-        return self.verdict is Verdict.PASSED
+        return self.verdict is EvaluationVerdict.PASSED
 
     @property
     def reason(self) -> str:
@@ -86,7 +86,7 @@ class EvaluationResult:
 
 def judge(
     measured: Measurements, thresholds: EvaluationThresholds, *, has_champion: bool
-) -> tuple[Verdict, tuple[str, ...]]:
+) -> tuple[EvaluationVerdict, tuple[str, ...]]:
     """The verdict and a reason per failed threshold. Missing evidence fails, never passes."""
     failures: list[str] = []
 
@@ -142,4 +142,4 @@ def judge(
             thresholds.validation_perplexity.max,
             "not measurable (external model or no references)",
         )
-    return (Verdict.FAILED if failures else Verdict.PASSED), tuple(failures)
+    return (EvaluationVerdict.FAILED if failures else EvaluationVerdict.PASSED), tuple(failures)

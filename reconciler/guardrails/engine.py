@@ -133,9 +133,3 @@ def compile_policies(
     if problems:
         raise InvalidGuardrailPolicyError("; ".join(problems))
     return GuardrailEngine(chosen, compiled, embedder)
-
-
-def compile_policy(
-    policy: GuardrailPolicy, *, embedder: Embedder | None = None, base_path: Path = Path(".")
-) -> GuardrailEngine:
-    return compile_policies([policy], embedder=embedder, base_path=base_path)

@@ -11,6 +11,12 @@ An output the gateway's inline guard already judged carries its findings as labe
 blocked output is its replacement, so checking it again would miss what the model said - and
 were recorded in the violation store when they happened. Outputs without labels are checked
 here, and what is found is recorded once per logged request, however often the monitor runs.
+
+Engagement checks are also judged over the window: per version, the share of outputs in which
+an engagement check saw an unhealthy signal (its findings, inline or fresh) is compared with
+that check's ``windowViolationRate`` (`EngagementRate`). A single manipulative line is
+blocked or logged where it is said; a version that keeps saying them is what the window
+catches, and the caller applies the check's intervention to the version.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from datetime import datetime
 
 from reconciler.guardrails.engine import DEFAULT_INTERVENTIONS, GuardrailEngine
 from reconciler.guardrails.store import ViolationStore
-from reconciler.spec.model import Intervention, Severity
+from reconciler.spec.guardrail_parameters import EngagementParameters, parse_parameters
+from reconciler.spec.model import CheckType, Intervention, Severity
 
 CHECK_CHUNK = 256
 
@@ -41,6 +48,7 @@ class _Judged:
     flagged: bool
     critical: bool
     categories: tuple[str, ...]
+    checks: frozenset[tuple[str, str]]  # (policy, check) of each finding
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,52 @@ class VersionRates:
 
 
 @dataclass(frozen=True)
+class EngagementRate:
+    """One engagement check over one version's outputs in the window, against its limit."""
+
+    use_case: str
+    version: str
+    policy: str
+    check: str
+    outputs: int
+    unhealthy: int  # outputs in which the check saw an unhealthy signal
+    limit: float  # the check's windowViolationRate
+    intervention: Intervention  # what the policy maps the check's severity to
+
+    @property
+    def name(self) -> str:
+        return f"{self.policy}/{self.check}"
+
+    @property
+    def rate(self) -> float:
+        return self.unhealthy / self.outputs if self.outputs else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "check": self.name,
+            "version": self.version,
+            "outputs": self.outputs,
+            "unhealthy": self.unhealthy,
+            "rate": self.rate,
+            "limit": self.limit,
+            "intervention": self.intervention.value,
+        }
+
+
+@dataclass(frozen=True)
+class _EngagementLimit:
+    policy: str
+    check: str
+    limit: float
+    intervention: Intervention
+
+
+@dataclass(frozen=True)
 class MonitorReport:
     rates: tuple[VersionRates, ...]
     critical_rate_limit: float
     min_outputs: int
+    engagement: tuple[EngagementRate, ...] = ()
 
     @property
     def exceeding(self) -> tuple[VersionRates, ...]:
@@ -79,8 +129,17 @@ class MonitorReport:
         )
 
     @property
+    def engagement_exceeding(self) -> tuple[EngagementRate, ...]:
+        """Engagement checks whose window rate is above their limit, on enough outputs."""
+        return tuple(
+            e for e in self.engagement if e.outputs >= self.min_outputs and e.rate > e.limit
+        )
+
+    @property
     def rollback_needed(self) -> bool:
-        return bool(self.exceeding)
+        return bool(self.exceeding) or any(
+            e.intervention is Intervention.ROLLBACK for e in self.engagement_exceeding
+        )
 
     def rates_of(self, use_case: str, version: str) -> VersionRates | None:
         return next((r for r in self.rates if (r.use_case, r.version) == (use_case, version)), None)
@@ -110,9 +169,12 @@ def monitor_outputs(
 
     counts: dict[tuple[str, str], dict[str, int]] = {}
     categories: dict[tuple[str, str], dict[str, int]] = {}
+    engagement: list[EngagementRate] = []
     for use_case, logged in by_use_case.items():
         engine = engines[use_case]
-        for output, judged in zip(logged, _judge(engine, logged, use_case, store), strict=True):
+        judgements = _judge(engine, logged, use_case, store)
+        engagement += _engagement_rates(engine, use_case, logged, judgements)
+        for output, judged in zip(logged, judgements, strict=True):
             key = (use_case, output.version)
             tally = counts.setdefault(key, {"outputs": 0, "flagged": 0, "critical": 0})
             tally["outputs"] += 1
@@ -132,7 +194,52 @@ def monitor_outputs(
         )
         for (use_case, version), tally in sorted(counts.items())
     )
-    return MonitorReport(rates, critical_rate_limit, min_outputs)
+    return MonitorReport(rates, critical_rate_limit, min_outputs, tuple(engagement))
+
+
+def _engagement_rates(
+    engine: GuardrailEngine,
+    use_case: str,
+    logged: Sequence[LoggedOutput],
+    judgements: Sequence[_Judged],
+) -> list[EngagementRate]:
+    """Per engagement check of ``engine`` and per version: its window over these outputs."""
+    limits = []
+    for compiled in engine.checks:
+        spec = compiled.check.spec
+        if spec.type is not CheckType.ENGAGEMENT:
+            continue
+        parameters = parse_parameters(spec)
+        if not isinstance(parameters, EngagementParameters):  # the type says it is
+            continue
+        limits.append(
+            _EngagementLimit(
+                compiled.policy, spec.name, parameters.window_violation_rate, compiled.intervention
+            )
+        )
+    if not limits:
+        return []
+    outputs: dict[str, int] = {}
+    unhealthy: dict[tuple[str, str, str], int] = {}
+    for output, judged in zip(logged, judgements, strict=True):
+        outputs[output.version] = outputs.get(output.version, 0) + 1
+        for policy, check in judged.checks:
+            key = (output.version, policy, check)
+            unhealthy[key] = unhealthy.get(key, 0) + 1
+    return [
+        EngagementRate(
+            use_case=use_case,
+            version=version,
+            policy=limit.policy,
+            check=limit.check,
+            outputs=count,
+            unhealthy=unhealthy.get((version, limit.policy, limit.check), 0),
+            limit=limit.limit,
+            intervention=limit.intervention,
+        )
+        for version, count in sorted(outputs.items())
+        for limit in limits
+    ]
 
 
 def _judge(
@@ -159,6 +266,7 @@ def _judge(
                 flagged=verdict.flagged,
                 critical=any(f.intervention is Intervention.ROLLBACK for f in verdict.findings),
                 categories=tuple(verdict.categories),
+                checks=frozenset((f.policy, f.check) for f in verdict.findings),
             )
             if store is not None:
                 store.record(
@@ -177,11 +285,13 @@ def _from_labels(
     """What the inline guard found, from its ``category:policy/check:severity`` labels."""
     critical = False
     categories: list[str] = []
+    checks: set[tuple[str, str]] = set()
     for label in labels:
         category, _, rest = label.partition(":")
         where, _, severity = rest.rpartition(":")
         policy, _, check = where.partition("/")
         categories.append(category)
+        checks.add((policy, check))
         intervention = interventions.get((policy, check))
         if intervention is None:  # a check since removed: judge by its severity's default
             try:
@@ -189,4 +299,9 @@ def _from_labels(
             except ValueError:
                 intervention = Intervention.LOG_ONLY
         critical = critical or intervention is Intervention.ROLLBACK
-    return _Judged(flagged=True, critical=critical, categories=tuple(dict.fromkeys(categories)))
+    return _Judged(
+        flagged=True,
+        critical=critical,
+        categories=tuple(dict.fromkeys(categories)),
+        checks=frozenset(checks),
+    )

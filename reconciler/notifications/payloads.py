@@ -29,6 +29,7 @@ _MARKS = {
     NotificationEvent.ROLLED_BACK: ":rewind:",
     NotificationEvent.DRIFT_DETECTED: ":twisted_rightwards_arrows:",
     NotificationEvent.GUARDRAIL_CRITICAL_RATE: ":rotating_light:",
+    NotificationEvent.GUARDRAIL_ENGAGEMENT_WINDOW: ":chart_with_upwards_trend:",
     NotificationEvent.PROPOSAL_OPENED: ":memo:",
     NotificationEvent.BREAK_GLASS: ":fire_extinguisher:",
 }

@@ -172,11 +172,11 @@ def gate(p: Planned, candidate: VersionSnapshot) -> tuple[Planned, bool]:
         return rejected(p, candidate, rejection), False
     verdict = candidate.tag(lineage.EVALUATION_VERDICT)
     judged_for = candidate.tag(lineage.EVALUATION_DIGEST)
-    if verdict is None or verdict == lineage.Verdict.INCOMPLETE:
+    if verdict is None or verdict == lineage.EvaluationVerdict.INCOMPLETE:
         return evaluate(p, candidate), True
     if judged_for != p.identity.digest:
         return evaluate(p, candidate, stale="its verdict was for an earlier desired state"), True
-    if verdict == lineage.Verdict.FAILED:
+    if verdict == lineage.EvaluationVerdict.FAILED:
         reason = candidate.tag(lineage.EVALUATION_REASON) or "thresholds not met"
         return (
             p.add(

@@ -64,6 +64,10 @@ class BreakGlassResponse(BaseModel):
     pull_request: str | None = None
     cycle: int | None = None
     rollout: dict[str, Any] | None = None
+    dropped: bool = Field(
+        default=False,
+        description="A control dropped unobeyed: its rollout ended first (why: outcome).",
+    )
 
 
 def create_app(runtime: ServeRuntime, metrics: ControlPlaneMetrics) -> FastAPI:
@@ -177,6 +181,16 @@ def _writes(app: FastAPI, runtime: ServeRuntime, check: Any) -> None:
             },
         },
     }
+    controlled = {
+        **waited,
+        "responses": {
+            **waited["responses"],
+            409: {
+                "description": "Dropped unobeyed: the rollout ended first (the answer says "
+                "why), or no rollout runs for it to act on.",
+            },
+        },
+    }
 
     @app.post("/api/v1/reconcile", tags=["write"], response_model=CycleQueued, **waited)
     def reconcile(response: Response, wait: Wait = 0) -> CycleQueued:
@@ -217,7 +231,7 @@ def _writes(app: FastAPI, runtime: ServeRuntime, check: Any) -> None:
             response_model=BreakGlassResponse,
             summary=summary,
             name=control.value,
-            **waited,
+            **controlled,
         )(_control_endpoint(runtime, control))
 
 
@@ -226,7 +240,7 @@ def _control_endpoint(runtime: ServeRuntime, control: Control) -> Any:
         name: UseCaseName, request: Request, response: Response, wait: Wait = 30
     ) -> BreakGlassResponse:
         result = break_glass.control(runtime, name, control, wait=wait, client=_client(request))
-        response.status_code = 200 if result.done else 202
+        response.status_code = 409 if result.dropped else 200 if result.done else 202
         return BreakGlassResponse(**result.as_json())
 
     return endpoint

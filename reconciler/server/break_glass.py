@@ -5,7 +5,8 @@
   desired state.
 - `pause`, `resume`, `abort`, `promote` are operator controls the rollout machine obeys at its
   next step; the API asks for a reconcile cycle at once and waits (within `wait` seconds) for
-  it, so the answer says what the rollout did.
+  it, so the answer says what the rollout did - or that the control was dropped, and why,
+  when its rollout ended (rolled back from outside, say) before obeying it.
 
 Recorded where git can see it: when a rollback (or an abort) left a rejected version the
 desired state does not list yet and a forge is configured (`GITHUB_TOKEN`; see `propose`),
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.apply.commands import CONTROLS_NEEDING_A_ROLLOUT, roll_back_by_hand
+from reconciler.apply.commands import CATCH_UP, CONTROLS_NEEDING_A_ROLLOUT, roll_back_by_hand
+from reconciler.apply.journal import ControlOutcome
 from reconciler.apply.status import rollout_view
 from reconciler.errors import ReconcilerError
 from reconciler.notifications.events import Notification
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 # A reconcile cycle holds a use case's lock for one step of its rollout: worth waiting for.
 LOCK_WAIT_SECONDS = 60.0
-CATCH_UP = "the desired state in git must catch up"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class BreakGlassResult:
     pull_request: str | None = None
     cycle: int | None = None
     rollout: dict[str, Any] | None = None
+    dropped: bool = False  # a control its rollout ended before obeying: nothing was done
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class BreakGlassResult:
             "pull_request": self.pull_request,
             "cycle": self.cycle,
             "rollout": self.rollout,
+            "dropped": self.dropped,
         }
 
 
@@ -105,7 +108,7 @@ def control(
             f"no rollout of {name} is in progress: {asked.value} acts on a running rollout "
             "only (a pause waits for the next one)"
         )
-    journal.request(name, asked)
+    requested_at = journal.request(name, asked)
     cycle = None
     if runtime.controller is not None:
         cycle = runtime.controller.reconcile_now()
@@ -113,7 +116,19 @@ def control(
             runtime.controller.wait_for_cycle(cycle, wait)
     state = journal.rollout(name)
     view = None if state is None else rollout_view(state)
-    if journal.pending_control(name) is asked:
+    record = journal.control_record(name, requested_at)
+    if record is not None and record.outcome is ControlOutcome.DROPPED:
+        # Its rollout ended (rolled back, or finished) before it obeyed: nothing was done.
+        outcome = f"{asked.value} dropped: {record.reason}"
+        return _finish(
+            runtime,
+            desired,
+            BreakGlassResult(
+                asked.value, name, False, outcome, "history", None, cycle, view, dropped=True
+            ),
+            client,
+        )
+    if record is None or record.outcome is ControlOutcome.PENDING:
         active = state is not None and state.active
         outcome = (
             f"{asked.value} requested; the rollout of {state.candidate} obeys it at its next "

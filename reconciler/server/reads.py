@@ -102,6 +102,7 @@ def use_case(runtime: ServeRuntime, name: str) -> dict[str, Any]:
     journal = runtime.journal
     state = journal.rollout(name)
     control = journal.pending_control(name)
+    last = journal.control_record(name)
     return {
         **found.as_json(),
         "commit": desired.source.commit,
@@ -109,6 +110,9 @@ def use_case(runtime: ServeRuntime, name: str) -> dict[str, Any]:
         "plan": [c.model_dump(mode="json") for c in plan.changes_for(name)],
         "latest_rollout": None if state is None else rollout_view(state),
         "pending_control": None if control is None else control.value,
+        # The latest control asked for, and what became of it (pending, obeyed, or dropped
+        # with why): a control whose rollout ended first is dropped, not done.
+        "last_control": None if last is None else last.as_json(),
         "judgements": [j.as_json() for j in journal.judgements(name)[-RECENT_JUDGEMENTS:]],
     }
 

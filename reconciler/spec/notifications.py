@@ -34,6 +34,8 @@ class NotificationEvent(enum.StrEnum):
     ROLLED_BACK = "rolled-back"
     DRIFT_DETECTED = "drift-detected"
     GUARDRAIL_CRITICAL_RATE = "guardrail-critical-rate"
+    # An engagement check's share of unhealthy outputs went past its windowViolationRate.
+    GUARDRAIL_ENGAGEMENT_WINDOW = "guardrail-engagement-window"
     PROPOSAL_OPENED = "proposal-opened"
     # An operator acted through the API ahead of git: the desired state must catch up.
     BREAK_GLASS = "break-glass"

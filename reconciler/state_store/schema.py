@@ -149,6 +149,21 @@ controls = Table(
     Column("requested_at", Text, nullable=False),
 )
 
+# What became of each operator control once it left `controls`: obeyed, or dropped and why.
+control_outcomes = Table(
+    "control_outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("use_case", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("requested_at", Text, nullable=False),
+    Column("settled_at", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("control_outcomes_by_use_case", "use_case", "id"),
+    sqlite_autoincrement=True,
+)
+
 history = Table(
     "history",
     metadata,

@@ -13,7 +13,7 @@ import pytest
 from reconciler import lineage
 from reconciler.apply import aliases
 from reconciler.apply.context import ApplyContext, UseCaseRun
-from reconciler.apply.journal import Cause, Journal, OperationStatus
+from reconciler.apply.journal import Cause, ControlOutcome, Journal, OperationStatus
 from reconciler.apply.plan_runner import AlteredPlanError, StalePlanError, apply_plan
 from reconciler.apply.status import use_case_status
 from reconciler.health import Health
@@ -230,6 +230,13 @@ def test_operator_controls_during_a_bake(
     assert world.aliases()["champion"] == champion
     assert world.journal.judgements(USE_CASE) == []  # obeyed within the first bake
     assert world.clock.now() - start < 1800
+    obeyed = world.journal.control_record(USE_CASE)
+    assert obeyed is not None
+    assert (obeyed.control, obeyed.outcome, obeyed.reason) == (
+        control,
+        ControlOutcome.OBEYED,
+        "",
+    )
     if control is Control.ABORT:
         assert world.version_tags("3")[lineage.REJECTED] == "aborted by an operator"
     else:
@@ -451,16 +458,28 @@ def test_a_rollout_rolled_back_from_outside_drops_the_control_it_did_not_obey(
     apply_plan(plan_now(world), world.context(drive_rollouts=False))
     state = world.journal.rollout(USE_CASE)
     assert state is not None and state.active
-    world.journal.request(USE_CASE, Control.PROMOTE)  # not yet obeyed...
+    asked_at = world.journal.request(USE_CASE, Control.PROMOTE)  # not yet obeyed...
+    pending = world.journal.control_record(USE_CASE, asked_at)
+    assert pending is not None and pending.outcome is ControlOutcome.PENDING
     run = UseCaseRun(
         world.context(), world.desired.use_case(USE_CASE), world.desired.identities[USE_CASE]
     )
+    world.clock.advance(90)
     # ...when the guardrail watch rolls the candidate back.
     aliases.rollback(run, restore="2", rejected="3", reason="guardrail critical rate")
 
     ended = world.journal.rollout(USE_CASE)
     assert ended is not None and ended.phase is Phase.ROLLED_BACK
     assert world.journal.pending_control(USE_CASE) is None
+    # Its record says it was dropped, and why - never that it was done.
+    record = world.journal.control_record(USE_CASE, asked_at)
+    assert record is not None
+    assert (record.control, record.outcome) == (Control.PROMOTE, ControlOutcome.DROPPED)
+    assert record.reason == (
+        "the rollout of 3 was rolled back from outside it: guardrail critical rate"
+    )
+    assert record.settled_at is not None and record.settled_at > asked_at
+    assert world.journal.control_record(USE_CASE) == record  # the latest one
 
 
 def test_a_journal_failing_for_one_use_case_ends_only_that_one(

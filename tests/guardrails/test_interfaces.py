@@ -253,3 +253,29 @@ def test_store_redacts_and_reports(
 def test_redacted_sample_is_masked_before_it_is_cut() -> None:
     sample = redact_sample("x" * 150 + " card 4111 1111 1111 1111", limit=170)
     assert "4111" not in sample and len(sample) <= 170
+
+
+def test_engagement_windows_are_rated_per_version_against_the_checks_limit(
+    shipped_engine: GuardrailEngine,
+) -> None:
+    label = "manipulative_engagement:healthy-engagement/manipulative-engagement:high"
+    logged = [
+        LoggedOutput("npc-dialogue", "4", "The bard hums.", START, inline_violations=(label,))
+    ] * 2
+    logged += [LoggedOutput("npc-dialogue", "4", FICTION, START)] * 38
+    logged += [LoggedOutput("npc-dialogue", "3", FICTION, START)] * 40
+    report = monitor_outputs(
+        logged, {"npc-dialogue": shipped_engine}, critical_rate_limit=0.05, min_outputs=20
+    )
+    windows = {(e.version, e.name): e for e in report.engagement}
+    new = windows["4", "healthy-engagement/manipulative-engagement"]
+    old = windows["3", "healthy-engagement/manipulative-engagement"]
+    assert (new.outputs, new.unhealthy, new.rate, new.limit) == (40, 2, 0.05, 0.01)
+    assert new.intervention is Intervention.BLOCK_OUTPUT
+    assert (old.unhealthy, old.rate) == (0, 0.0)
+    assert report.engagement_exceeding == (new,)
+    # Over the window, but the policy blocks each output rather than rolling back.
+    assert not report.exceeding and not report.rollback_needed
+    assert not monitor_outputs(
+        logged, {"npc-dialogue": shipped_engine}, critical_rate_limit=0.05, min_outputs=50
+    ).engagement_exceeding

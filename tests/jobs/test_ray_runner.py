@@ -161,7 +161,9 @@ def test_evaluation_on_ray_gives_the_verdict_an_evaluation_here_gives(
     assert outcome.candidate == candidate
     tags = world.client().get_model_version(NPC, candidate).tags
     assert tags[lineage.EVALUATION_VERDICT] == (
-        lineage.Verdict.PASSED.value if outcome.passed else lineage.Verdict.FAILED.value
+        lineage.EvaluationVerdict.PASSED.value
+        if outcome.passed
+        else lineage.EvaluationVerdict.FAILED.value
     )
     assert tags[lineage.EVALUATION_DIGEST] == identity.digest
     assert tags[lineage.EVALUATION_REASON] == outcome.reason

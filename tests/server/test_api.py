@@ -272,3 +272,35 @@ def test_operator_controls_are_obeyed_at_once(served_world: World) -> None:
                 'reconciler_last_successful_sync_timestamp_seconds{use_case="npc-dialogue"}'
                 in metrics
             )
+
+
+def test_a_control_whose_rollout_ends_first_is_reported_dropped(served_world: World) -> None:
+    with serving(served_world.repo, world_environment(served_world)) as plane:
+        journal = plane.journal
+
+        def baking() -> bool:
+            state = journal.rollout(USE_CASE)
+            return state is not None and state.stage_started_at is not None
+
+        plane.wait_for(baking, "the rollout to start baking its first step")
+        # The candidate is rejected for this desired state from elsewhere (another replica's
+        # guardrail watch, say): the next cycle rolls it back before its rollout steps again.
+        digest = served_world.desired.identities[USE_CASE].digest
+        client = served_world.registry.client
+        client.set_model_version_tag(USE_CASE, "3", REJECTED, "guardrail critical rate")
+        client.set_model_version_tag(USE_CASE, "3", REJECTED_DIGEST, digest)
+
+        answer = plane.post(f"/api/v1/use-cases/{USE_CASE}/promote?wait=120")
+
+        assert answer.status_code == 409, answer.text
+        result = answer.json()
+        assert result["dropped"] and not result["done"]
+        assert result["outcome"].startswith(
+            "promote dropped: the rollout of 3 was rolled back from outside it"
+        )
+        assert served_world.aliases()["champion"] == "2"
+        one = plane.get(f"/api/v1/use-cases/{USE_CASE}").json()
+        assert one["pending_control"] is None
+        last = one["last_control"]
+        assert (last["control"], last["outcome"]) == ("promote", "dropped")
+        assert last["reason"].startswith("the rollout of 3 was rolled back from outside it")

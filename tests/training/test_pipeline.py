@@ -224,7 +224,7 @@ def test_retrain_loop_makes_one_version_per_attempt_until_it_passes(
         progress=False,
         judge_safety=NoFlags(),
     )
-    assert outcome.verdict is lineage.Verdict.FAILED and outcome.attempts == 2
+    assert outcome.verdict is lineage.EvaluationVerdict.FAILED and outcome.attempts == 2
     assert outcome.version != first
     second = world.client().get_model_version("npc-dialogue", outcome.version)
     assert second.tags[TRAINING_ATTEMPT] == "2"
