@@ -10,7 +10,7 @@ Tuning data only: the shipped corpus (``policies/corpus/*.jsonl``) and the old l
 
 Per category, on those out-of-sample probabilities:
 
-* ``threshold`` (encoder stage): the value maximising F1 (ties: the higher threshold);
+* ``threshold`` (encoder stage): the value maximising F0.5 (ties: the higher threshold);
 * ``bandHigh``: above every negative's static probability plus a safety margin, so a static
   decision to fire never adds a false positive on the tuning data (1.0: never fire statically);
 * ``bandLow``: the static probability under which at most ``--recall-loss`` of the positives
@@ -94,10 +94,18 @@ def f1(predicted: np.ndarray, expected: np.ndarray) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def choose_threshold(encoder: np.ndarray, expected: np.ndarray) -> float:
-    """The encoder stage's threshold maximising F1 (ties: the higher one)."""
+def f_half(predicted: np.ndarray, expected: np.ndarray) -> float:
+    """F0.5: precision weighs twice recall. A false positive blocks an honest game line
+    (and fails a candidate in the evaluation gate); patterns and cues add recall."""
+    p, r = precision_recall(predicted, expected)
+    return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
+
+
+def choose_threshold(encoder: np.ndarray, is_top: np.ndarray, expected: np.ndarray) -> float:
+    """The encoder stage's threshold maximising F0.5 (ties: the higher one); as in the check,
+    only a text's most likely category may fire."""
     grid = np.round(np.arange(0.05, 0.96, 0.025), 3)
-    return float(max(grid, key=lambda t: (f1(encoder >= t, expected), t)))
+    return float(max(grid, key=lambda t: (f_half((encoder >= t) & is_top, expected), t)))
 
 
 def choose_band(
@@ -117,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recall-loss", type=float, default=0.02, help="Smallest loss tried.")
     parser.add_argument(
-        "--encoder-share", type=float, default=0.3, help="Most benign lines sent to the encoder."
+        "--encoder-share", type=float, default=0.4, help="Most benign lines sent to the encoder."
     )
     parser.add_argument("--c", type=float, default=REGULARISATION_C)
     args = parser.parse_args()
@@ -128,7 +136,10 @@ def main() -> None:
     expected = labels.astype(bool)
     benign = ~expected.any(axis=1)
     print(f"C={args.c}, corpus {len(corpus)} lines, labelled set {len(labelled)} lines")
-    thresholds = [choose_threshold(encoder[:, j], expected[:, j]) for j in range(len(categories))]
+    top = encoder.argmax(axis=1)
+    thresholds = [
+        choose_threshold(encoder[:, j], top == j, expected[:, j]) for j in range(len(categories))
+    ]
     # The smallest recall loss whose bands send at most --encoder-share of the benign lines
     # (what a game mostly emits) to the encoder.
     for loss in np.arange(args.recall_loss, 0.5, 0.01):
@@ -145,16 +156,21 @@ def main() -> None:
     columns = ("enc P", "enc R", "cas P", "cas R", "thr", "low", "high")
     print(f"{'category':<24} " + " ".join(f"{c:>6}" for c in columns))
     macro = []
+    reached = in_band.any(axis=1)
+    # Per text, the probabilities of the last stage it reached, and the most likely category.
+    best = np.where(reached[:, None], encoder, static)
+    static_top, best_top = static.argmax(axis=1), best.argmax(axis=1)
     for j, category in enumerate(categories):
-        cascade = (static[:, j] >= high[j]) | (in_band[:, j] & (encoder[:, j] >= thresholds[j]))
-        ep, er = precision_recall(encoder[:, j] >= thresholds[j], expected[:, j])
+        cascade = ((static[:, j] >= high[j]) & (static_top == j)) | (
+            in_band[:, j] & (best[:, j] >= thresholds[j]) & (best_top == j)
+        )
+        ep, er = precision_recall((encoder[:, j] >= thresholds[j]) & (top == j), expected[:, j])
         cp, cr = precision_recall(cascade, expected[:, j])
         macro.append(f1(cascade, expected[:, j]))
         print(
             f"{category:<24} {ep:>6.3f} {er:>6.3f} {cp:>6.3f} {cr:>6.3f}"
             f" {thresholds[j]:>6.3f} {low[j]:>6.3f} {high[j]:>6.3f}"
         )
-    reached = in_band.any(axis=1)
     print(f"macro F1 (cascade): {np.mean(macro):.3f}")
     print(
         f"reach the encoder: {reached.mean():.3f} of all tuning lines, "

@@ -6,6 +6,9 @@ category, a probability below the policy's ``bandLow`` passes and one at or abov
 ``bandHigh`` fires. Only outputs with some category inside that uncertain band go to stage
 two: the full MiniLM encoder and the regressions trained over it, which decide at
 ``threshold``. Most outputs — ordinary game lines — never pay for a transformer forward pass.
+Only a text's most likely category may fire (cross-validation on the tuning data: macro F1
+0.816 -> 0.836): neighbouring categories (guilt-tripping and self-harm, weapons and violence)
+otherwise fire together and each counts as the other's false positive.
 
 Each output is scored as a whole: scoring its clauses too (the highest counting) lowered
 F1 in cross-validation on the tuning data, the clauses of honest fiction being harsher out
@@ -99,21 +102,31 @@ class HazardCheck:
 
         if not batch.texts:
             return []
-        rows = len(batch.texts)
         static_vectors = batch.static_embeddings()
-        static = self.model.static.probabilities(static_vectors)[:, self._columns]
-        fired_static = static >= self._high
-        uncertain = (static >= self._low) & ~fired_static
-        encoder = np.zeros_like(static)
+        columns = np.array(self._columns)
+        # Probabilities of every category of the model: the categories compete, and only
+        # the most likely one of a text may fire (a guilt-trip is not also self-harm).
+        static_all = self.model.static.probabilities(static_vectors)
+        static = static_all[:, columns]
+        uncertain = (static >= self._low) & (static < self._high)
+        best_all = static_all.copy()
         to_encode = np.flatnonzero(uncertain.any(axis=1)).tolist()
         if to_encode:
             _, vectors = batch.encoder_embeddings(to_encode, with_clauses=False)
             both = np.hstack([static_vectors[to_encode], vectors])
-            encoder[to_encode] = self.model.encoder.probabilities(both)[:, self._columns]
-        fired_encoder = uncertain & (encoder >= self._threshold)
+            best_all[to_encode] = self.model.encoder.probabilities(both)
+        encoder = best_all[:, columns]
+        fired_static = (static >= self._high) & (
+            static_all.argmax(axis=1)[:, None] == columns[None, :]
+        )
+        fired_encoder = (
+            uncertain
+            & (encoder >= self._threshold)
+            & (best_all.argmax(axis=1)[:, None] == columns[None, :])
+        )
         return [
             self._result(static[row], encoder[row], fired_static[row], fired_encoder[row])
-            for row in range(rows)
+            for row in range(len(batch.texts))
         ]
 
     def _result(
