@@ -12,12 +12,16 @@ category counts as found when any finding of the verdict carries it, whichever c
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.guardrails.engine import GuardrailEngine
 
-DATA = Path(__file__).parent / "data" / "held_out.jsonl"
+# RECONCILER_HELD_OUT_DATA reads the set from elsewhere (another checkout), never edited here.
+DATA = Path(
+    os.environ.get("RECONCILER_HELD_OUT_DATA") or Path(__file__).parent / "data" / "held_out.jsonl"
+)
 # The hazard taxonomy (policies/player-safety.yaml maps it to MLCommons AILuminate / Llama
 # Guard) plus personal data and manipulative engagement.
 CATEGORIES = (
