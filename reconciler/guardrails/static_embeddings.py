@@ -89,7 +89,8 @@ class StaticEmbedder:
             if ids:
                 out[row] = self._table[ids].mean(axis=0)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        normalised: FloatMatrix = (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return normalised
 
 
 def _distil(source: Path, target: Path) -> None:
