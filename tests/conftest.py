@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,13 @@ from bench.postgres_process import PostgresServer, postgres_server
 from reconciler.state_store.database import StateDatabase
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Distilling the static embeddings takes minutes: every test (and every process a test starts,
+# which inherits the environment) shares one cache instead of rebuilding it per state folder.
+os.environ.setdefault(
+    "RECONCILER_STATIC_EMBEDDINGS_DIR",
+    str(Path.home() / ".cache" / "reconciler-tests" / "static-embeddings"),
+)
 
 
 @pytest.fixture

@@ -123,8 +123,11 @@ def _policy_guard(
     )
     if not guard.engines:
         return None, "none listed"
+    from reconciler.guardrails.embeddings import set_encoder_threads
+
+    set_encoder_threads()
     for engine in guard.engines.values():
-        engine.check_batch([_WARM_UP_TEXT])  # straight to the engine: nothing is recorded
+        engine.warm_up(_WARM_UP_TEXT)  # straight to the engine: nothing is recorded or counted
     guarded = ", ".join(
         f"{name} ({', '.join(engine.policy_names)})"
         for name, engine in sorted(guard.engines.items())

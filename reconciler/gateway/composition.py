@@ -15,7 +15,7 @@ from reconciler.gateway.backends.base import Backend
 from reconciler.gateway.backends.factory import backend_for
 from reconciler.gateway.catalog import UseCaseCatalog, load_catalog
 from reconciler.gateway.config import GatewayConfig
-from reconciler.gateway.guard import GuardQueue, OutputGuard, PassThroughGuard
+from reconciler.gateway.guard import GuardQueue, OutputGuard, PassThroughGuard, StagedGuard
 from reconciler.gateway.metrics import GatewayMetrics
 from reconciler.gateway.model_cache import ModelCache
 from reconciler.gateway.request_log import RequestLog
@@ -54,6 +54,20 @@ class BackendLoader:
         return backend
 
 
+GUARDRAIL_STAGE_COUNTER = "reconciler_guardrail_outputs_total"
+
+
+def _stage_samples(
+    guard: StagedGuard,
+) -> Callable[[], list[tuple[tuple[tuple[str, str], ...], float]]]:
+    def read() -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        return [
+            ((("stage", stage),), float(count)) for stage, count in guard.outputs_by_stage().items()
+        ]
+
+    return read
+
+
 def build_gateway(
     config: GatewayConfig,
     *,
@@ -89,6 +103,14 @@ def build_gateway(
     watcher = RouteWatcher(
         store, cache, use_cases=lambda: catalog.names, poll_seconds=config.route_poll_seconds
     )
+    metrics = GatewayMetrics()
+    if isinstance(guard, StagedGuard):
+        metrics.add_counter(
+            GUARDRAIL_STAGE_COUNTER,
+            "Outputs checked by the guardrails, by the last cascade stage they reached "
+            "(static embeddings only, or the full encoder too).",
+            _stage_samples(guard),
+        )
     return Gateway(
         config=config,
         catalog=catalog,
@@ -104,7 +126,7 @@ def build_gateway(
             queue_limit=config.request_log_queue_limit,
             stall_seconds=config.request_log_stall_seconds,
         ),
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         guard_queue=GuardQueue(guard or PassThroughGuard()),
         clock=clock,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -51,6 +51,13 @@ class OutputGuard(Protocol):
     ) -> list[GuardDecision]:
         """Decide, per text, what happens to outputs `version` generated for `use_case`."""
         ...
+
+
+@runtime_checkable
+class StagedGuard(Protocol):
+    """A guard that runs as a cascade and counts outputs by the last stage they reached."""
+
+    def outputs_by_stage(self) -> Mapping[str, int]: ...
 
 
 class PassThroughGuard:

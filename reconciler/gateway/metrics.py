@@ -60,6 +60,9 @@ class GatewayMetrics:
     gauges: dict[str, tuple[str, Callable[[], Iterable[tuple[Labels, float]]]]] = field(
         default_factory=dict
     )
+    read_counters: dict[str, tuple[str, Callable[[], Iterable[tuple[Labels, float]]]]] = field(
+        default_factory=dict
+    )
 
     def observe_request(
         self,
@@ -98,6 +101,12 @@ class GatewayMetrics:
         """A gauge whose samples are read at scrape time."""
         self.gauges[name] = (help_text, read)
 
+    def add_counter(
+        self, name: str, help_text: str, read: Callable[[], Iterable[tuple[Labels, float]]]
+    ) -> None:
+        """A counter kept elsewhere (e.g. by the guard's thread), read at scrape time."""
+        self.read_counters[name] = (help_text, read)
+
     def render(self) -> str:
         lines: list[str] = []
         counters = (
@@ -134,6 +143,9 @@ class GatewayMetrics:
             lines.append(f"{name}_bucket{inf} {histogram.observations}")
             lines.append(f"{name}_sum{_render_labels(labels)} {_number(histogram.total)}")
             lines.append(f"{name}_count{_render_labels(labels)} {histogram.observations}")
+        for counter, (help_text, read) in sorted(self.read_counters.items()):
+            lines += [f"# HELP {counter} {help_text}", f"# TYPE {counter} counter"]
+            lines += [f"{counter}{_render_labels(k)} {_number(v)}" for k, v in read()]
         for gauge, (help_text, read) in sorted(self.gauges.items()):
             lines += [f"# HELP {gauge} {help_text}", f"# TYPE {gauge} gauge"]
             lines += [f"{gauge}{_render_labels(k)} {_number(v)}" for k, v in read()]

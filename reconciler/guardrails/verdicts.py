@@ -29,6 +29,15 @@ INTERVENTION_RANK: dict[Intervention, int] = {
 
 
 @dataclass(frozen=True)
+class CategoryHit:
+    """One category a multi-category check (the hazard classifier) found in one text."""
+
+    category: str
+    score: float
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """What one check says about one text, before policy context is added."""
 
@@ -37,6 +46,9 @@ class CheckResult:
     evidence: str = ""
     # Named engagement signals seen in the text, healthy ones included (informational).
     signals: tuple[str, ...] = ()
+    # For checks that report several categories: one finding each. Empty: one finding, in
+    # the check's own category.
+    hits: tuple[CategoryHit, ...] = ()
 
 
 PASSED = CheckResult(violated=False, score=0.0)

@@ -105,6 +105,40 @@ class ClassifierParameters(CheckParameters):
     max_length: int = Field(default=256, ge=8, le=4096)
 
 
+class HazardCategorySettings(CheckParameters):
+    """Where one category's cascade decides, on the classifier's probability (0..1).
+
+    The static stage's probability below ``bandLow`` passes and at or above ``bandHigh``
+    fires, without the encoder; in between (the uncertain band) the encoder stage decides,
+    firing at ``threshold``.
+    """
+
+    threshold: Ratio = 0.5
+    band_low: Ratio = 0.1
+    band_high: Ratio = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.band_low > self.band_high:
+            raise ValueError("bandLow must not exceed bandHigh")
+        return self
+
+
+class HazardParameters(CheckParameters):
+    """A hazard-taxonomy classifier trained at compile time on a labelled corpus.
+
+    ``corpus`` lists JSON-lines files or folders of them (relative paths are from the repo),
+    each line ``{"text": ..., "labels": [...]}``; an empty list marks a benign look-alike.
+    ``categories`` maps each category this check reports (a label of the corpus) to its
+    cascade settings; the check emits one finding per category that fired.
+    """
+
+    corpus: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    categories: dict[Annotated[str, Field(min_length=1, max_length=64)], HazardCategorySettings] = (
+        Field(min_length=1)
+    )
+
+
 class PiiKind(enum.StrEnum):
     EMAIL = "email"
     PHONE = "phone"
@@ -187,6 +221,9 @@ class EngagementParameters(CheckParameters):
     )
     threshold: Similarity = 0.55
     margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    # False: cue patterns only, no sentence embedding of every output (a hazard check's
+    # `manipulative_engagement` category covers paraphrases in the cascade instead).
+    semantic_matching: bool = True
     extra_exemplars: dict[EngagementSignal, list[Exemplar]] = Field(default_factory=dict)
     window_violation_rate: Ratio = 0.01
 
@@ -197,6 +234,7 @@ PARAMETER_MODELS: dict[CheckType, type[CheckParameters]] = {
     CheckType.CLASSIFIER: ClassifierParameters,
     CheckType.PII: PiiParameters,
     CheckType.ENGAGEMENT: EngagementParameters,
+    CheckType.HAZARD: HazardParameters,
 }
 
 _MESSAGES = {

@@ -600,6 +600,8 @@ class CheckType(enum.StrEnum):
     CLASSIFIER = "classifier"
     PII = "pii"
     ENGAGEMENT = "engagement"
+    # A trained hazard-taxonomy classifier run as a cascade (static embeddings, then MiniLM).
+    HAZARD = "hazard"
 
 
 class GuardrailCheck(SpecModel):

@@ -3,6 +3,7 @@ model say what the prompt says, so a test can make it say something no player ma
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -104,6 +105,16 @@ def test_the_shipped_policies_stop_unsafe_outputs_inline(
         labels = f'use_case="{USE_CASE}",version="2",shadow="false"'
         assert f'gateway_guardrail_violations_total{{{labels},action="block"}} 1' in metrics
         assert f'gateway_guardrail_violations_total{{{labels},action="replace"}} 1' in metrics
+        # The cascade's stage counter: every output checked (the masked one twice) is counted
+        # once, by the last stage it reached; the benchmark's encoder_fraction comes from it.
+        stages = {
+            stage: int(count)
+            for stage, count in re.findall(
+                r'reconciler_guardrail_outputs_total\{stage="(\w+)"\} (\d+)', metrics
+            )
+        }
+        assert set(stages) == {"static", "encoder"}
+        assert sum(stages.values()) >= 3
 
     found = ViolationStore(
         StateDatabase(f"sqlite:///{tmp_path / 'state' / 'state.db'}")

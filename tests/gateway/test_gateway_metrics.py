@@ -42,3 +42,18 @@ def test_counters_and_cumulative_histograms_render() -> None:
     )
     assert "gateway_loaded_models 2" in text
     assert text.endswith("\n")
+
+
+def test_counters_read_at_scrape_time_render_as_counters() -> None:
+    metrics = GatewayMetrics()
+    counts = {"static": 3, "encoder": 1}
+    metrics.add_counter(
+        "reconciler_guardrail_outputs_total",
+        "Outputs by stage.",
+        lambda: [((("stage", s),), float(n)) for s, n in counts.items()],
+    )
+    counts["static"] += 1
+    text = metrics.render()
+    assert "# TYPE reconciler_guardrail_outputs_total counter" in text
+    assert 'reconciler_guardrail_outputs_total{stage="static"} 4' in text
+    assert 'reconciler_guardrail_outputs_total{stage="encoder"} 1' in text

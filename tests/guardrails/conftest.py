@@ -20,14 +20,33 @@ def embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="session")
-def shipped_policies() -> tuple[GuardrailPolicy, ...]:
+def every_policy() -> tuple[GuardrailPolicy, ...]:
+    """Every policy in `policies/`, the opt-in `game-hazards` included."""
     result = load_desired_state(REPO_ROOT)
     assert result.state is not None, [d.render() for d in result.diagnostics]
     return result.state.policies
 
 
 @pytest.fixture(scope="session")
+def shipped_policies(every_policy: tuple[GuardrailPolicy, ...]) -> tuple[GuardrailPolicy, ...]:
+    """The policies the shipped use cases list: what the demo's gateway and gate run."""
+    result = load_desired_state(REPO_ROOT)
+    assert result.state is not None
+    used = {name for u in result.state.use_cases for name in u.spec.guardrails}
+    assert used, "the shipped use cases list guardrail policies"
+    return tuple(p for p in every_policy if p.name in used)
+
+
+@pytest.fixture(scope="session")
 def shipped_engine(
     shipped_policies: tuple[GuardrailPolicy, ...], embedder: SentenceTransformerEmbedder
 ) -> GuardrailEngine:
-    return compile_policies(shipped_policies, embedder=embedder)
+    return compile_policies(shipped_policies, embedder=embedder, base_path=REPO_ROOT)
+
+
+@pytest.fixture(scope="session")
+def opted_in_engine(
+    every_policy: tuple[GuardrailPolicy, ...], embedder: SentenceTransformerEmbedder
+) -> GuardrailEngine:
+    """The shipped policies plus the opt-in `game-hazards` (its hazard cascade)."""
+    return compile_policies(every_policy, embedder=embedder, base_path=REPO_ROOT)

@@ -1,8 +1,11 @@
 """The shipped policies on a labelled set of game outputs: per-category precision and recall.
 
-The set (`data/labelled_outputs.jsonl`) mixes real-world harm, manipulative engagement and
-personal data with benign game text chosen to look alike: in-game violence, quests with time
-limits, shop dialogue, healthy goodbyes, numbers that are not personal data.
+Since the hazard taxonomy this set is part of the TUNING data (thresholds were chosen on it,
+`choose_thresholds.py`): these figures are a regression check, not a result; the held-out
+figures are test_held_out.py's. The set (`data/labelled_outputs.jsonl`) mixes real-world
+harm, manipulative engagement and personal data with benign game text chosen to look alike:
+in-game violence, quests with time limits, shop dialogue, healthy goodbyes, numbers that are
+not personal data.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from reconciler.guardrails.engine import GuardrailEngine
 
 DATA = Path(__file__).parent / "data" / "labelled_outputs.jsonl"
 CATEGORIES = ("self_harm", "violence", "pii", "manipulative_engagement")
+# The set predates the hazard taxonomy (README, "Guardrails"): its `violence` lines include
+# bombs, poisons and toxic gas, which the taxonomy files under `dangerous_advice` (Llama
+# Guard's S9 indiscriminate weapons). A verdict in any category a label now maps to counts.
+TAXONOMY = {"violence": {"violence", "dangerous_advice"}}
 MIN_PRECISION = 0.9
 MIN_RECALL = 0.9
 
@@ -37,7 +44,7 @@ def test_shipped_policies_reach_precision_and_recall(shipped_engine: GuardrailEn
         tp = fp = fn = 0
         for row, verdict in zip(rows, verdicts, strict=True):
             expected = category in row["labels"]
-            found = category in verdict.categories
+            found = bool(TAXONOMY.get(category, {category}) & set(verdict.categories))
             tp += expected and found
             fp += found and not expected
             fn += expected and not found

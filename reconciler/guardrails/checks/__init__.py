@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.guardrails.embeddings import TextBatch
+from reconciler.guardrails.embeddings import Embedder, TextBatch
 from reconciler.guardrails.verdicts import CheckResult
 from reconciler.spec.guardrail_parameters import (
     ClassifierParameters,
     EngagementParameters,
+    HazardParameters,
     PatternParameters,
     PiiParameters,
     SemanticParameters,
@@ -31,9 +32,29 @@ class Check(Protocol):
     def scan(self, batch: TextBatch) -> list[CheckResult]: ...
 
 
-def build_check(spec: GuardrailCheck, *, base_path: Path) -> Check:
-    """A runnable check; raises `pydantic.ValidationError` for invalid parameters."""
+def build_check(
+    spec: GuardrailCheck,
+    *,
+    base_path: Path,
+    embedder: Embedder | None = None,
+    static_embedder: Embedder | None = None,
+) -> Check:
+    """A runnable check; raises `pydantic.ValidationError` for invalid parameters.
+
+    A hazard check trains its classifier here (or loads it from the cache), with these
+    embedders (the process-wide defaults when None).
+    """
     parameters = parse_parameters(spec)
+    if isinstance(parameters, HazardParameters):
+        from reconciler.guardrails.checks.hazard import HazardCheck
+
+        return HazardCheck(
+            spec,
+            parameters,
+            base_path=base_path,
+            embedder=embedder,
+            static_embedder=static_embedder,
+        )
     if isinstance(parameters, PatternParameters):
         from reconciler.guardrails.checks.pattern import PatternCheck
 

@@ -32,6 +32,7 @@ class EngagementCheck:
         self.threshold = parameters.threshold
         self.margin = parameters.margin
         self.window_violation_rate = parameters.window_violation_rate
+        self.semantic_matching = parameters.semantic_matching
         extra = {str(k): v for k, v in parameters.extra_exemplars.items()}
         self._signals: list[Signal] = [*parameters.unhealthy, *parameters.healthy]
         self._exemplars = {
@@ -52,35 +53,39 @@ class EngagementCheck:
     def scan(self, batch: TextBatch) -> list[CheckResult]:
         if not batch.texts:
             return []
+        seen: list[dict[Signal, float]] = [{} for _ in batch.texts]
+        for signal in self._signals:
+            for row, text in enumerate(batch.texts):
+                if any(cue.search(text) for cue in self._cues[signal]):
+                    seen[row][signal] = 1.0
+        if self.semantic_matching:
+            self._match_exemplars(batch, seen)
+        return [self._result(signals) for signals in seen]
+
+    def _match_exemplars(self, batch: TextBatch, seen: list[dict[Signal, float]]) -> None:
         vectors = batch.embeddings()
         contrast = {
             kind: best_matches(vectors, sentences, batch.embedder)[0]
             for kind, sentences in self._contrast.items()
         }
-        seen: list[dict[Signal, float]] = [{} for _ in batch.texts]
         for signal in self._signals:
             scores, _ = best_matches(vectors, self._exemplars[signal], batch.embedder)
             contrast_scores = contrast[type(signal)]
-            for row, text in enumerate(batch.texts):
-                if any(cue.search(text) for cue in self._cues[signal]):
-                    seen[row][signal] = 1.0
             for unit, row in enumerate(batch.unit_rows):
                 score = scores[unit]
                 if score >= self.threshold and score - contrast_scores[unit] >= self.margin:
                     seen[row][signal] = max(seen[row].get(signal, 0.0), score)
-        results = []
-        for signals in seen:
-            unhealthy = {s: v for s, v in signals.items() if isinstance(s, UnhealthySignal)}
-            names = tuple(s.value for s in sorted(signals, key=signals.__getitem__, reverse=True))
-            results.append(
-                CheckResult(
-                    violated=bool(unhealthy),
-                    score=max(unhealthy.values(), default=0.0),
-                    evidence=", ".join(s.value for s in unhealthy),
-                    signals=names,
-                )
-            )
-        return results
+
+    @staticmethod
+    def _result(signals: dict[Signal, float]) -> CheckResult:
+        unhealthy = {s: v for s, v in signals.items() if isinstance(s, UnhealthySignal)}
+        names = tuple(s.value for s in sorted(signals, key=signals.__getitem__, reverse=True))
+        return CheckResult(
+            violated=bool(unhealthy),
+            score=max(unhealthy.values(), default=0.0),
+            evidence=", ".join(s.value for s in unhealthy),
+            signals=names,
+        )
 
 
 @dataclass(frozen=True)
