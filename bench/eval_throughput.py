@@ -44,7 +44,7 @@ def run_batched(
     generated_at = time.perf_counter()
     outputs = [g.text for g in generated]
     pairwise_similarity(embedder, outputs, refs)
-    judge.flags(outputs)
+    judge.verdicts(outputs)
     return (
         generated_at - started,
         time.perf_counter() - generated_at,
@@ -64,7 +64,7 @@ def run_single(
         [one] = generator.generate([prompt], seed=index)
         generated_at = time.perf_counter()
         pairwise_similarity(embedder, [one.text], [reference])
-        judge.flags([one.text])
+        judge.verdicts([one.text])
         generating += generated_at - started
         scoring += time.perf_counter() - generated_at
         tokens += one.new_tokens
@@ -74,7 +74,7 @@ def run_single(
 def main() -> None:
     from reconciler.evaluation.generation import LocalGenerator
     from reconciler.evaluation.prompts import read_evaluation_prompts
-    from reconciler.evaluation.scoring import GuardrailsJudge
+    from reconciler.evaluation.safety import GuardrailsJudge
     from reconciler.guardrails.embeddings import (
         SentenceTransformerEmbedder,
         locate_embedding_model,
