@@ -92,6 +92,7 @@ def evaluate(
     name = spec.registered_model
     # Every text of this evaluation is embedded once, in one pass (see `embedding_pass`).
     vectors = EmbeddingPass(embedder or default_embedder())
+    guardrails_share_the_pass = judge_safety is None
     if judge_safety is None:
         policies = [desired.policy(p) for p in spec.guardrails]
         judge_safety = GuardrailsJudge(policies, embedder=vectors, base_path=repo)
@@ -126,7 +127,10 @@ def evaluate(
     rows_prompts = [p for _ in range(repeats) for p in prompts]
     referenced = [(i, p.reference) for i, p in enumerate(rows_prompts) if p.reference]
     references = [str(r) for _, r in referenced]
-    vectors.prepare([*outputs, *champion_outputs, *references], guarded=outputs)
+    vectors.prepare(
+        [*outputs, *champion_outputs, *references],
+        guarded=outputs if guardrails_share_the_pass else (),
+    )
     behaviour: list[float] | None = None
     if champion_runs is not None:
         behaviour = pairwise_similarity(vectors, outputs, champion_outputs)

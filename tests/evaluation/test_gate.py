@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from reconciler import lineage
+from reconciler.evaluation.champion_cache import ChampionOutputs
 from reconciler.evaluation.gate import evaluate, with_evaluation_note
+from reconciler.evaluation.generation import Generated
 from reconciler.evaluation.scoring import assertion_holds
 from reconciler.guardrails.verdicts import Finding, Verdict
 from reconciler.model_loading import load_causal_lm
@@ -124,6 +126,47 @@ def test_equal_weights_in_two_versions_score_similarity_one_and_pass(
         f"Evaluated against version {base_version} in run [evaluate-v{twin}]"
         f"(#/experiments/{experiment}/runs/{result.run_id}): passed (all thresholds met)."
     )
+
+
+class CountingCache(ChampionOutputs):
+    """The real cache, counting what it stored."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.stored = 0
+
+    def put(self, key: str, generated: Sequence[Generated]) -> None:
+        self.stored += 1
+        super().put(key, generated)
+
+
+def test_a_second_candidate_reuses_the_champions_outputs(
+    world: World, base_version: str, tmp_path: Path
+) -> None:
+    cache = CountingCache(tmp_path / "evaluation-cache")
+    twin = register_folder(world, world.repo / "models" / "tiny-base")
+
+    def evaluated() -> Any:
+        return evaluate(
+            world.use_case(NPC),
+            world.identity(NPC),
+            world.desired,
+            repo=world.repo,
+            settings=world.settings,
+            candidate_version=twin,
+            champion_version=base_version,
+            champion_cache=cache,
+        )
+
+    first = evaluated()
+    repeats = world.use_case(NPC).spec.evaluation.repeats
+    assert cache.stored == repeats
+    again = evaluated()
+    assert cache.stored == repeats  # the champion was neither loaded nor generated again
+    assert again.measurements.behavior_similarity == first.measurements.behavior_similarity
+    assert [r["champion_output"] for r in _table(world, again.run_id)] == [
+        r["champion_output"] for r in _table(world, first.run_id)
+    ]
 
 
 def test_a_version_description_links_only_its_latest_evaluation() -> None:
