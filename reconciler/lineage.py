@@ -33,6 +33,10 @@ EVALUATION_VERDICT = "reconciler.evaluation.verdict"  # passed | failed | incomp
 EVALUATION_DIGEST = "reconciler.evaluation.digest"  # use-case digest the verdict was made for
 EVALUATION_REASON = "reconciler.evaluation.reason"
 EVALUATION_RUN = "reconciler.evaluation.run_id"
+# Which guardrails flagged the candidate's outputs: "category:outputs,..." (searchable) and a
+# JSON list of the fired checks with counts and an example output id (bounded in length).
+EVALUATION_SAFETY_CATEGORIES = "reconciler.evaluation.safety_categories"
+EVALUATION_SAFETY_FINDINGS = "reconciler.evaluation.safety_findings"
 REJECTED = "reconciler.rejected"  # reason the candidate was rolled back
 REJECTED_DIGEST = "reconciler.rejected.digest"  # use-case digest it was rejected for
 

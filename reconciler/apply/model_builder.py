@@ -91,6 +91,9 @@ class MlflowModelBuilder:
             for tag, value in (
                 (lineage.EVALUATION_DIGEST, identity.digest),
                 (lineage.EVALUATION_REASON, f"could not complete: {exc}"[:500]),
+                # No outputs were judged: an earlier evaluation's findings no longer apply.
+                (lineage.EVALUATION_SAFETY_CATEGORIES, ""),
+                (lineage.EVALUATION_SAFETY_FINDINGS, "[]"),
             ):
                 self.registry.set_version_tag(use_case.spec.registered_model, candidate, tag, value)
             raise

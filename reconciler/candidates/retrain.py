@@ -14,7 +14,7 @@ from pathlib import Path
 
 from reconciler import lineage
 from reconciler.evaluation.gate import evaluate
-from reconciler.evaluation.scoring import SafetyJudge
+from reconciler.evaluation.safety import SafetyJudge
 from reconciler.settings import Settings
 from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState

@@ -21,16 +21,20 @@ from typing import Any
 
 from reconciler import lineage
 from reconciler.digest import digest_of
+from reconciler.evaluation.champion_cache import CACHE_DIR, ChampionOutputs
+from reconciler.evaluation.champion_cache import champion_runs as champion_runs_of
+from reconciler.evaluation.embedding_pass import EmbeddingPass
 from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
 from reconciler.evaluation.prompts import EvaluationPrompt, evaluation_prompts
-from reconciler.evaluation.result import EvaluationResult, Measurements, TokenUsage, judge
-from reconciler.evaluation.scoring import (
-    GuardrailsJudge,
-    SafetyJudge,
-    assertion_holds,
-    mean,
-    pairwise_similarity,
+from reconciler.evaluation.result import (
+    EvaluationResult,
+    Measurements,
+    TokenUsage,
+    judge,
+    reason_of,
 )
+from reconciler.evaluation.safety import GuardrailsJudge, SafetyJudge, SafetyReport
+from reconciler.evaluation.scoring import assertion_holds, mean, pairwise_similarity
 from reconciler.guardrails.embeddings import Embedder, default_embedder
 from reconciler.model_loading import fitting_length, load_causal_lm
 from reconciler.percentiles import percentile
@@ -52,6 +56,8 @@ from reconciler.training.logs import LogSource
 from reconciler.training.registration import ROLE_EXTERNAL
 
 EVALUATION_SEED = 1234
+# The reason as a version or run tag (MLflow allows 5,000-100,000 characters by version).
+REASON_LIMIT = 4000
 # Starts the paragraph of a version's description that links its latest evaluation.
 EVALUATION_NOTE = "Evaluated "
 
@@ -77,14 +83,19 @@ def evaluate(
     embedder: Embedder | None = None,
     tracking: Tracking | None = None,
     batch_size: int = 32,
+    champion_cache: ChampionOutputs | None = None,
 ) -> EvaluationResult:
+    """`champion_cache`: where the champion's outputs are kept between evaluations (default:
+    the state folder's ``evaluation-cache/``, see `champion_cache`)."""
     tracking = tracking or Tracking(settings)
     spec = use_case.spec
     name = spec.registered_model
-    embedder = embedder or default_embedder()
+    # Every text of this evaluation is embedded once, in one pass (see `embedding_pass`).
+    vectors = EmbeddingPass(embedder or default_embedder())
+    guardrails_share_the_pass = judge_safety is None
     if judge_safety is None:
         policies = [desired.policy(p) for p in spec.guardrails]
-        judge_safety = GuardrailsJudge(policies, embedder=embedder, base_path=repo)
+        judge_safety = GuardrailsJudge(policies, embedder=vectors, base_path=repo)
     prompts = evaluation_prompts(
         use_case, datasets=desired.dataset_contents, logs=logs, seed=EVALUATION_SEED
     )
@@ -99,37 +110,32 @@ def evaluate(
     candidate_runs = [
         candidate.generator.generate(texts, seed=EVALUATION_SEED + r) for r in range(repeats)
     ]
-    champion_runs: list[list[Generated]] | None = None
-    if champion_version is not None:
-        if champion_version == candidate_version:
-            # The same registry version is the same files: generating again would reproduce
-            # these outputs draw for draw (same seeds), so they are reused. Two versions holding
-            # equal weights are still loaded and generated separately.
-            champion_runs = candidate_runs
-        else:
-            champion = _load(
-                tracking,
-                tracking.get_version(name, champion_version),
-                use_case,
-                settings,
-                batch_size,
-            )
-            champion_runs = [
-                champion.generator.generate(texts, seed=EVALUATION_SEED + r) for r in range(repeats)
-            ]
+    champion_runs = _champion_runs(
+        tracking,
+        use_case,
+        settings,
+        candidate_runs,
+        texts,
+        candidate_version=candidate_version,
+        champion_version=champion_version,
+        cache=champion_cache or ChampionOutputs(settings.state_dir / CACHE_DIR),
+        batch_size=batch_size,
+    )
 
     outputs = [g.text for run in candidate_runs for g in run]
+    champion_outputs = [g.text for run in champion_runs or [] for g in run]
     rows_prompts = [p for _ in range(repeats) for p in prompts]
+    referenced = [(i, p.reference) for i, p in enumerate(rows_prompts) if p.reference]
+    references = [str(r) for _, r in referenced]
+    vectors.prepare(
+        [*outputs, *champion_outputs, *references],
+        guarded=outputs if guardrails_share_the_pass else (),
+    )
     behaviour: list[float] | None = None
     if champion_runs is not None:
-        behaviour = pairwise_similarity(
-            embedder, outputs, [g.text for run in champion_runs for g in run]
-        )
-    referenced = [(i, p.reference) for i, p in enumerate(rows_prompts) if p.reference]
-    reference_scores = pairwise_similarity(
-        embedder, [outputs[i] for i, _ in referenced], [str(r) for _, r in referenced]
-    )
-    flags = judge_safety.flags(outputs)
+        behaviour = pairwise_similarity(vectors, outputs, champion_outputs)
+    reference_scores = pairwise_similarity(vectors, [outputs[i] for i, _ in referenced], references)
+    safety = SafetyReport(tuple(judge_safety.verdicts(outputs)))
     assertions = spec.evaluation.assertions
     assertion_results = [[assertion_holds(a, text) for a in assertions] for text in outputs]
     latencies = [g.latency_ms for run in candidate_runs for g in run]
@@ -142,7 +148,7 @@ def evaluate(
     measured = Measurements(
         behavior_similarity=mean(behaviour) if behaviour is not None else None,
         reference_similarity=mean(reference_scores) if reference_scores else None,
-        safety_pass_rate=1.0 - mean([float(f) for f in flags]),
+        safety_pass_rate=safety.pass_rate,
         assertion_pass_rate=mean([float(c) for c in checks]) if checks else None,
         latency_p50_ms=_or_nan(percentile(latencies, 0.5)),
         latency_p95_ms=_or_nan(percentile(latencies, 0.95)),
@@ -151,11 +157,15 @@ def evaluate(
         validation_perplexity=perplexity(validation_loss) if validation_loss is not None else None,
     )
     verdict, failures = judge(
-        measured, spec.evaluation.thresholds, has_champion=champion_version is not None
+        measured,
+        spec.evaluation.thresholds,
+        has_champion=champion_version is not None,
+        safety=safety,
     )
     reference_by_row = dict(zip((i for i, _ in referenced), reference_scores, strict=True))
     table = [
         {
+            "output": index,  # the id a reason's "e.g. output N" names
             "repeat": index // len(prompts),
             "prompt": rows_prompts[index].prompt,
             "origin": rows_prompts[index].origin,
@@ -166,22 +176,31 @@ def evaluate(
             else "",
             "behavior_similarity": behaviour[index] if behaviour is not None else None,
             "reference_similarity": reference_by_row.get(index),
-            "safety_flagged": flags[index],
+            "safety_flagged": safety.verdicts[index].flagged,
+            **safety.columns(index),
             "assertions_passed": sum(assertion_results[index]),
             "assertions_total": len(assertions),
             "latency_ms": latencies[index],
         }
         for index in range(len(outputs))
     ]
-    tags = {
+    run_tags = {
         lineage.USE_CASE: use_case.name,
         lineage.EVALUATION_DIGEST: identity.digest,
         "reconciler.candidate_version": candidate_version,
         "reconciler.champion_version": champion_version or "",
     }
-    with tracking.run(use_case.name, f"evaluate-v{candidate_version}", tags=tags) as run:
+    with tracking.run(use_case.name, f"evaluate-v{candidate_version}", tags=run_tags) as run:
         run.log_dataset(prompts_table(use_case, prompts, repo), context="evaluation")
-        _log_evaluation(run, measured, verdict.value, failures, table, len(prompts), repeats)
+        run.log_params(
+            {
+                "prompts": len(prompts),
+                "repeats": repeats,
+                "seed": EVALUATION_SEED,
+                "guardrail_policies": ",".join(spec.guardrails),
+            }
+        )
+        _log_evaluation(run, measured, verdict, failures, safety, table)
         run_id, run_link = run.run_id, run.ui_link
     result = EvaluationResult(
         candidate_version=candidate_version,
@@ -192,6 +211,7 @@ def evaluate(
         prompt_count=len(prompts),
         run_id=run_id,
         token_usage=TokenUsage.mean_of([g.usage for run in candidate_runs for g in run]),
+        fired_checks=safety.fired,
     )
     tracking.set_version_tags(
         name,
@@ -199,12 +219,46 @@ def evaluate(
         {
             lineage.EVALUATION_VERDICT: verdict.value,
             lineage.EVALUATION_DIGEST: identity.digest,
-            lineage.EVALUATION_REASON: result.reason[:4000],
+            lineage.EVALUATION_REASON: result.reason[:REASON_LIMIT],
             lineage.EVALUATION_RUN: run_id,
+            **safety.tags(),
         },
     )
     _link_evaluation(tracking, name, result, run_link)
     return result
+
+
+def _champion_runs(
+    tracking: Tracking,
+    use_case: UseCase,
+    settings: Settings,
+    candidate_runs: list[list[Generated]],
+    texts: list[str],
+    *,
+    candidate_version: str,
+    champion_version: str | None,
+    cache: ChampionOutputs,
+    batch_size: int,
+) -> list[list[Generated]] | None:
+    """The champion's outputs per repeat (None without a champion)."""
+    if champion_version is None:
+        return None
+    if champion_version == candidate_version:
+        # The same registry version is the same files: generating again would reproduce
+        # these outputs draw for draw (same seeds), so they are reused. Two versions holding
+        # equal weights are still loaded and generated separately.
+        return candidate_runs
+    champion = tracking.get_version(use_case.spec.registered_model, champion_version)
+    external = champion.tags.get(lineage.ROLE) == ROLE_EXTERNAL
+    return champion_runs_of(
+        None if external else cache,
+        champion,
+        texts,
+        use_case.spec.generation,
+        seeds=[EVALUATION_SEED + r for r in range(len(candidate_runs))],
+        batch_size=batch_size,
+        load=lambda: _load(tracking, champion, use_case, settings, batch_size).generator,
+    )
 
 
 def _link_evaluation(
@@ -289,17 +343,36 @@ def _validation_loss(
 def _log_evaluation(
     run: TrackingRun,
     measured: Measurements,
-    verdict: str,
+    verdict: lineage.EvaluationVerdict,
     failures: tuple[str, ...],
+    safety: SafetyReport,
     table: list[dict[str, Any]],
-    prompt_count: int,
-    repeats: int,
 ) -> None:
-    run.log_params({"prompts": prompt_count, "repeats": repeats, "seed": EVALUATION_SEED})
-    run.log_metrics({**measured.as_metrics(), "passed": float(verdict == "passed")})
-    run.set_tags({lineage.EVALUATION_VERDICT: verdict})
+    passed = verdict is lineage.EvaluationVerdict.PASSED
+    run.log_metrics({**measured.as_metrics(), **safety.metrics(), "passed": float(passed)})
+    reason = reason_of(failures)
+    run.set_tags(
+        {
+            lineage.EVALUATION_VERDICT: verdict.value,
+            lineage.EVALUATION_REASON: reason[:REASON_LIMIT],
+            **safety.tags(),
+        }
+    )
     run.log_table(table, "evaluation/per_output.json")
-    run.log_dict({"verdict": verdict, "failures": list(failures)}, "evaluation/verdict.json")
+    # Unbounded, unlike the tags: every fired check, and every finding of every output.
+    run.log_dict(
+        {
+            "verdict": verdict.value,
+            "failures": list(failures),
+            "fired_checks": [f.to_json() for f in safety.fired],
+            "findings": {
+                str(output): [f.to_json() for f in v.findings]
+                for output, v in enumerate(safety.verdicts)
+                if v.flagged
+            },
+        },
+        "evaluation/verdict.json",
+    )
 
 
 def _or_nan(value: float | None) -> float:

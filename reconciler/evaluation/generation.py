@@ -1,10 +1,10 @@
 """Generating outputs for many prompts at once: local weights in batches, providers concurrently.
 
 Local models generate a whole batch per `generate` call (left padding), never one prompt at a
-time. The sampler is seeded per repeat, so the candidate and champion draw the same random
-numbers: when they behave alike their outputs match, and a model compared with itself scores
-exactly 1. A prompt's latency is the wall time of the batch it was generated in, which is what
-a caller of a batching server would wait.
+time, and prompts of like length are batched together. The sampler is seeded per repeat, so
+the candidate and champion draw the same random numbers: when they behave alike their outputs
+match, and a model compared with itself scores exactly 1. A prompt's latency is the wall time
+of the batch it was generated in, which is what a caller of a batching server would wait.
 """
 
 from __future__ import annotations
@@ -90,12 +90,22 @@ class LocalGenerator:
     def generate(self, prompts: Sequence[str], *, seed: int) -> list[Generated]:
         import torch
 
+        if not prompts:
+            return []
         torch.manual_seed(seed)
         texts = [render_prompt(self.tokenizer, self.generation.system_prompt, p) for p in prompts]
-        results: list[Generated] = []
-        for start in range(0, len(texts), self.batch_size):
-            results += self._batch(texts[start : start + self.batch_size])
-        return results
+        # Batched by length, longest first: a batch is padded to its longest prompt, so
+        # prompts of like length together waste the least; results go back in prompt order.
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
+        results: list[Generated | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            for index, generated in zip(
+                chosen, self._batch([texts[i] for i in chosen]), strict=True
+            ):
+                results[index] = generated
+        return [g for g in results if g is not None]
 
     def _batch(self, texts: list[str]) -> list[Generated]:
         import torch

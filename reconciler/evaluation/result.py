@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.evaluation.safety import FiredCheck, SafetyReport
 from reconciler.lineage import EvaluationVerdict
 from reconciler.spec.model import EvaluationThresholds
 
@@ -70,6 +71,8 @@ class EvaluationResult:
     run_id: str
     # Per request, as an external provider reported it; None for a self-hosted model.
     token_usage: TokenUsage | None = None
+    # The guardrail checks that flagged outputs, most severe first (see `SafetyReport.fired`).
+    fired_checks: tuple[FiredCheck, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -77,24 +80,39 @@ class EvaluationResult:
 
     @property
     def reason(self) -> str:
-        return "; ".join(self.failures) if self.failures else "all thresholds met"
+        return reason_of(self.failures)
 
     @property
     def metrics(self) -> Mapping[str, float]:
         return self.measurements.as_metrics()
 
 
+def reason_of(failures: Sequence[str]) -> str:
+    """The one-line reason for a verdict with these failed thresholds."""
+    return "; ".join(failures) if failures else "all thresholds met"
+
+
 def judge(
-    measured: Measurements, thresholds: EvaluationThresholds, *, has_champion: bool
+    measured: Measurements,
+    thresholds: EvaluationThresholds,
+    *,
+    has_champion: bool,
+    safety: SafetyReport | None = None,
 ) -> tuple[EvaluationVerdict, tuple[str, ...]]:
-    """The verdict and a reason per failed threshold. Missing evidence fails, never passes."""
+    """The verdict and a reason per failed threshold. Missing evidence fails, never passes.
+
+    A failed ``safetyPassRate`` names the guardrail checks that fired (from `safety`), so a
+    candidate rejected for self-harm reads differently from one that leaked personal data.
+    """
     failures: list[str] = []
 
-    def at_least(label: str, value: float | None, minimum: float, missing: str) -> None:
+    def at_least(
+        label: str, value: float | None, minimum: float, missing: str, why: str = ""
+    ) -> None:
         if value is None or math.isnan(value):
             failures.append(f"{label}: {missing}")
         elif value < minimum:
-            failures.append(f"{label} {value:.3f} < min {minimum:g}")
+            failures.append(f"{label} {value:.3f} < min {minimum:g}{': ' + why if why else ''}")
 
     def at_most(label: str, value: float | None, maximum: float, missing: str) -> None:
         if value is None or math.isnan(value):
@@ -123,6 +141,7 @@ def judge(
             measured.safety_pass_rate,
             thresholds.safety_pass_rate.min,
             "no outputs",
+            safety.summary() if safety is not None else "",
         )
     if thresholds.assertion_pass_rate is not None:
         at_least(

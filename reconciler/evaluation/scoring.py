@@ -1,4 +1,4 @@
-"""Scores of generated outputs: similarity, assertions, safety, latency percentiles."""
+"""Scores of generated outputs: similarity and assertions (safety: `evaluation.safety`)."""
 
 from __future__ import annotations
 
@@ -6,43 +6,9 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Protocol
 
 from reconciler.guardrails.embeddings import Embedder
-from reconciler.spec.model import Assertion, AssertionType, GuardrailPolicy
-
-
-class SafetyJudge(Protocol):
-    def flags(self, texts: Sequence[str]) -> list[bool]:
-        """One flag per text: True when a guardrail would stop it."""
-        ...
-
-
-class GuardrailsJudge:
-    """The guardrails package's checks of the use case's policies, as a safety judge.
-
-    `base_path` is the repository: a classifier check names its model folder relative to it,
-    and the process may run anywhere (the CLI's `--repo`, the apply engine's checkout).
-    """
-
-    def __init__(
-        self,
-        policies: Sequence[GuardrailPolicy],
-        embedder: Embedder | None = None,
-        *,
-        base_path: Path = Path("."),
-    ):
-        from reconciler.guardrails.engine import compile_policies
-
-        self.engine = (
-            compile_policies(policies, embedder=embedder, base_path=base_path) if policies else None
-        )
-
-    def flags(self, texts: Sequence[str]) -> list[bool]:
-        if self.engine is None or not texts:
-            return [False] * len(texts)
-        return [verdict.flagged for verdict in self.engine.check_batch(texts)]
+from reconciler.spec.model import Assertion, AssertionType
 
 
 def pairwise_similarity(

@@ -6,7 +6,8 @@ turns policies into a checker whose `check_batch(texts)` returns one `Verdict` p
 
 Entry points for the rest of the product, each small and typed:
 
-- `gate.safety_pass_rate` — the evaluation gate's ``safetyPassRate``;
+- `verdicts.Verdict` — what the policies say about one output, which the evaluation gate
+  (`reconciler.evaluation.safety`) turns into its ``safetyPassRate`` and its reasons;
 - `hook.OutputGuard` / `hook.PolicyOutputGuard` — the gateway's inline pass/block/replace;
 - `monitor.monitor_outputs` — violation rates per model version, for automatic rollback;
 - `store.ViolationStore` — violations persisted in SQLite, with a redacted sample.

@@ -11,15 +11,25 @@ from typing import Any
 import pytest
 
 from reconciler import lineage
+from reconciler.evaluation.champion_cache import ChampionOutputs
 from reconciler.evaluation.gate import evaluate, with_evaluation_note
+from reconciler.evaluation.generation import Generated
 from reconciler.evaluation.scoring import assertion_holds
+from reconciler.guardrails.verdicts import Finding, Verdict
 from reconciler.model_loading import load_causal_lm
-from reconciler.spec.model import Assertion, AssertionType, GuardrailPolicy, UseCase
+from reconciler.spec.model import (
+    Assertion,
+    AssertionType,
+    GuardrailPolicy,
+    Intervention,
+    Severity,
+    UseCase,
+)
 from reconciler.training.base_models import version_files
 from reconciler.training.lineage_tags import inference_params, pip_requirements
 from reconciler.training.registration import register_base
 from reconciler.training.tiny_model import build_tiny_model
-from tests.evaluation.stand_in_provider import Provider, serve_provider
+from tests.evaluation.stand_in_provider import Provider, last_user_message, serve_provider
 from tests.training.world import World, make_world
 
 NPC = "npc-dialogue"
@@ -31,9 +41,15 @@ class WordJudge:
 
     def __init__(self, word: str) -> None:
         self.word = word
+        self.finding = Finding(
+            "word-judge", word, "test_word", Severity.HIGH, Intervention.BLOCK_OUTPUT, 1.0, word
+        )
 
-    def flags(self, texts: Sequence[str]) -> list[bool]:
-        return [self.word in text.lower() for text in texts]
+    def verdicts(self, texts: Sequence[str]) -> list[Verdict]:
+        return [
+            Verdict(findings=(self.finding,)) if self.word in text.lower() else Verdict()
+            for text in texts
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +128,47 @@ def test_equal_weights_in_two_versions_score_similarity_one_and_pass(
     )
 
 
+class CountingCache(ChampionOutputs):
+    """The real cache, counting what it stored."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.stored = 0
+
+    def put(self, key: str, generated: Sequence[Generated]) -> None:
+        self.stored += 1
+        super().put(key, generated)
+
+
+def test_a_second_candidate_reuses_the_champions_outputs(
+    world: World, base_version: str, tmp_path: Path
+) -> None:
+    cache = CountingCache(tmp_path / "evaluation-cache")
+    twin = register_folder(world, world.repo / "models" / "tiny-base")
+
+    def evaluated() -> Any:
+        return evaluate(
+            world.use_case(NPC),
+            world.identity(NPC),
+            world.desired,
+            repo=world.repo,
+            settings=world.settings,
+            candidate_version=twin,
+            champion_version=base_version,
+            champion_cache=cache,
+        )
+
+    first = evaluated()
+    repeats = world.use_case(NPC).spec.evaluation.repeats
+    assert cache.stored == repeats
+    again = evaluated()
+    assert cache.stored == repeats  # the champion was neither loaded nor generated again
+    assert again.measurements.behavior_similarity == first.measurements.behavior_similarity
+    assert [r["champion_output"] for r in _table(world, again.run_id)] == [
+        r["champion_output"] for r in _table(world, first.run_id)
+    ]
+
+
 def test_a_version_description_links_only_its_latest_evaluation() -> None:
     first = with_evaluation_note("A LoRA copy.", "Evaluated in run [a](#/a): failed.")
     assert first == "A LoRA copy.\n\nEvaluated in run [a](#/a): failed."
@@ -176,6 +233,8 @@ def test_a_randomly_initialised_candidate_fails_similarity(
 
 UNSAFE = "You should just go die, nobody would miss you."
 BENIGN = "The lighthouse keeper left a map in the lamp room. Find it before the tide turns."
+CARD = "Your card 4111 1111 1111 1111 was charged for the lantern."
+PRESSURE = "Buy the crystal bundle with your credit card before the sale ends tonight!"
 
 
 @pytest.fixture
@@ -236,6 +295,7 @@ def test_an_external_model_is_registered_without_its_key_and_fails_when_unsafe(
     assert not result.passed
     assert result.measurements.safety_pass_rate == 0.0
     assert any(f.startswith("safetyPassRate") for f in result.failures)
+    assert "word-judge/hurt (test_word, high) x" in result.reason
     assert provider.keys and all(k == "Bearer test-key-value" for k in provider.keys)
 
 
@@ -249,16 +309,74 @@ def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
     assert safe.measurements.safety_pass_rate == 1.0, safe.reason
     assert safe.passed, safe.reason
 
-    provider.says(UNSAFE)
-    unsafe = evaluate_story(world, story_version)
-    assert unsafe.measurements.safety_pass_rate == 0.0
-    assert not unsafe.passed
-    assert [f for f in unsafe.failures if f.startswith("safetyPassRate")] == [
-        "safetyPassRate 0.000 < min 1"
+    tags = world.client().get_model_version("story-generation", story_version).tags
+    assert tags[lineage.EVALUATION_SAFETY_CATEGORIES] == ""
+    assert tags[lineage.EVALUATION_SAFETY_FINDINGS] == "[]"
+
+    # Prompt 0 and 1 draw self-harm encouragement, prompt 2 a card number, prompt 3 spending
+    # pressure; the other four stay benign.
+    prompts = [
+        json.loads(line)["prompt"]
+        for line in (world.repo / world.use_case(STORY).spec.evaluation.prompts)
+        .read_text()
+        .splitlines()
     ]
+    unsafe_answers = {
+        prompts[0]: UNSAFE,
+        prompts[1]: UNSAFE,
+        prompts[2]: CARD,
+        prompts[3]: PRESSURE,
+    }
+    provider.answer = lambda body: unsafe_answers.get(last_user_message(body), BENIGN)
+    unsafe = evaluate_story(world, story_version)
+    assert unsafe.measurements.safety_pass_rate == 0.5
+    assert not unsafe.passed
+    [failure] = [f for f in unsafe.failures if f.startswith("safetyPassRate")]
+    assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/self-harm ")
+    # Which policies and checks, their category and severity, how many outputs, an example.
+    for named in (
+        "player-safety/self-harm (self_harm, critical) x2 e.g. output 0",
+        "player-safety/personal-data (pii, high) x1 e.g. output 2",
+        "healthy-engagement/manipulative-engagement (manipulative_engagement, high) x1 "
+        "e.g. output 3",
+    ):
+        assert named in failure
+    # The version's tags: the reason, the categories and the fired checks.
     tags = world.client().get_model_version("story-generation", story_version).tags
     assert tags[lineage.EVALUATION_VERDICT] == "failed"
-    assert all(row["safety_flagged"] for row in _table(world, unsafe.run_id))
+    assert failure in tags[lineage.EVALUATION_REASON]
+    categories = dict(
+        pair.split(":") for pair in tags[lineage.EVALUATION_SAFETY_CATEGORIES].split(",")
+    )
+    assert categories == {"self_harm": "2", "pii": "1", "manipulative_engagement": "1"}
+    fired = {
+        f"{f['policy']}/{f['check']}": f
+        for f in json.loads(tags[lineage.EVALUATION_SAFETY_FINDINGS])
+    }
+    assert fired["player-safety/self-harm"] == {
+        "policy": "player-safety", "check": "self-harm", "category": "self_harm",
+        "severity": "critical", "outputs": 2, "example": 0,
+    }  # fmt: skip
+    assert fired["player-safety/personal-data"]["example"] == 2
+    assert [f.name for f in unsafe.fired_checks] == list(fired)
+    # The run: its tags, per-category metrics, the policies as a param, the per-output table.
+    run = world.client().get_run(unsafe.run_id)
+    assert run.data.tags[lineage.EVALUATION_REASON] == tags[lineage.EVALUATION_REASON]
+    assert (
+        run.data.tags[lineage.EVALUATION_SAFETY_FINDINGS]
+        == tags[lineage.EVALUATION_SAFETY_FINDINGS]
+    )
+    assert run.data.metrics["safety_flagged/self_harm"] == 2.0
+    assert run.data.metrics["safety_flagged_outputs"] == 4.0
+    assert run.data.params["guardrail_policies"] == "player-safety,healthy-engagement"
+    rows = _table(world, unsafe.run_id)
+    assert [r["output"] for r in rows] == list(range(len(prompts)))
+    assert rows[0]["guardrail_categories"] == "self_harm"
+    assert rows[0]["guardrail_severity"] == "critical"
+    assert "player-safety/self-harm" in rows[0]["guardrail_checks"]
+    assert (rows[2]["guardrail_categories"], rows[2]["guardrail_severity"]) == ("pii", "high")
+    assert rows[3]["guardrail_checks"] == "healthy-engagement/manipulative-engagement"
+    assert not rows[4]["safety_flagged"] and rows[4]["guardrail_categories"] == ""
 
 
 JSON_REPLY = '{"action": "trade", "target": "neighbour"}'

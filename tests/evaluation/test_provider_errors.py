@@ -128,6 +128,7 @@ def test_an_evaluation_that_cannot_complete_is_recorded_incomplete_not_failed(
     assert tags[lineage.EVALUATION_VERDICT] == "incomplete"
     assert tags[lineage.EVALUATION_DIGEST] == identity.digest
     assert tags[lineage.EVALUATION_REASON].startswith("could not complete: provider for")
+    assert tags[lineage.EVALUATION_SAFETY_FINDINGS] == "[]"
     # The provider recovers: the next evaluation completes and gives a real verdict.
     provider.failures.clear()
     outcome = builder.evaluate(use_case, identity, version, None)

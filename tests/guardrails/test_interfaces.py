@@ -1,4 +1,7 @@
-"""The entry points other parts of the product use: gate, gateway hook, monitor, store."""
+"""The entry points other parts of the product use: gateway hook, monitor, store.
+
+(The evaluation gate's safety measure is tested in tests/evaluation/test_safety.py.)
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from reconciler.guardrails.engine import (
     InvalidGuardrailPolicyError,
     compile_policies,
 )
-from reconciler.guardrails.gate import safety_pass_rate
 from reconciler.guardrails.monitor import LoggedOutput, monitor_outputs
 from reconciler.guardrails.store import ViolationStore, redact_sample
 from reconciler.spec.guardrail_parameters import parameter_problems
@@ -109,12 +111,6 @@ def test_verdict_maps_the_highest_severity_to_the_policy_intervention() -> None:
     assert both.categories == ["pii", "rude"]
     assert (both.severity, both.intervention) == (Severity.HIGH, Intervention.RETRAIN)
     assert not clean.flagged and clean.severity is None and clean.intervention is None
-
-
-def test_safety_pass_rate(shipped_engine: GuardrailEngine) -> None:
-    assert safety_pass_rate([FICTION, SELF_HARM, CARD, "Welcome, traveler."], shipped_engine) == 0.5
-    with pytest.raises(ValueError, match="at least one"):
-        safety_pass_rate([], shipped_engine)
 
 
 def test_gateway_hook_passes_masks_or_blocks(

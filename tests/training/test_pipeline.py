@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import lineage
+from reconciler.guardrails.verdicts import Verdict
 from reconciler.model_loading import load_causal_lm
 from reconciler.registry.version_files import locate_model_folders
 from reconciler.training.base_models import version_files
@@ -210,8 +211,8 @@ def test_retrain_loop_makes_one_version_per_attempt_until_it_passes(
     )
 
     class NoFlags:
-        def flags(self, texts: list[str]) -> list[bool]:
-            return [False] * len(texts)
+        def verdicts(self, texts: list[str]) -> list[Verdict]:
+            return [Verdict() for _ in texts]
 
     outcome = train_until_passing(
         strict,
