@@ -6,7 +6,7 @@ as the shipped datasets), and a randomly initialised 2-layer GPT-2. Real transfo
 paths, sizes small enough to fine-tune in seconds on a laptop CPU.
 
 A base model worth the name has seen text before: the weights get a short pretraining on the
-same corpus (single-threaded, seeded), so the base already writes the game's kind of prose and
+same corpus (a fixed thread count, seeded), so the base already writes the game's kind of prose and
 fine-tuning teaches it a use case's manner, as with a real pretrained model. Without it the
 base is token soup and any fine-tuned copy looks nothing like it. Same seed and texts, same
 weights: the folder can be rebuilt anywhere and still match the `revision` written in git.
@@ -140,8 +140,9 @@ def build_tiny_model(
 
 def _pretrain(model: Any, tokenizer: Any, texts: Sequence[str], *, steps: int, seed: int) -> None:
     """Next-token training on the corpus packed into overlapping fixed blocks (a block spans
-    several texts, so a transcript keeps the system line before it); one thread, so the same
-    seed gives the same weights on any machine with the same torch."""
+    several texts, so a transcript keeps the system line before it); a fixed thread count
+    (`PRETRAIN_THREADS`, whatever the machine has), so the same seed gives the same weights on
+    any machine with the same torch."""
     import torch
 
     stream: list[int] = []
