@@ -36,7 +36,11 @@ def test_shipped_desired_state_loads(shipped_repo: Path) -> None:
         "npc-dialogue",
         "story-generation",
     ]
-    assert {p.name for p in result.state.policies} == {"player-safety", "healthy-engagement"}
+    assert {p.name for p in result.state.policies} == {
+        "player-safety",
+        "healthy-engagement",
+        "game-hazards",
+    }
     assert result.state.source.commit is None
     assert result.state.source.digest.startswith("sha256:")
 
