@@ -35,7 +35,7 @@ def committed(shipped_repo: Path) -> git.Repo:
 def test_validate_shipped_state(capsys: pytest.CaptureFixture[str], shipped_repo: Path) -> None:
     code, out, _ = run(capsys, "validate", "--repo", str(shipped_repo))
     assert code == 0
-    assert "Valid: 3 use cases, 2 guardrail policies" in out
+    assert "Valid: 3 use cases, 3 guardrail policies" in out
 
 
 def test_validate_malformed_file_names_file_and_line(
