@@ -18,12 +18,14 @@ from reconciler.apply.journal import Journal
 from reconciler.apply.locks import locks_for
 from reconciler.clock import ManualClock
 from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
+from reconciler.notifications.dispatcher import Dispatcher, RetrySettings
 from reconciler.observe.state import Route
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.spec.loader import load_desired_state
 from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
+from tests.stand_ins.receiver import Receiver, serve_receiver
 
 # Players per second of (manual) time: 36 requests reach a 10% canary in a 30-minute bake.
 REQUESTS_PER_SECOND = 0.2
@@ -137,3 +139,17 @@ def _request(request_id: str, ts: float, version: str, failed: bool) -> LoggedRe
         route_generation=0,
         output=None if failed else ANSWER,
     )
+
+
+# A webhook receiver and a dispatcher that retries quickly: the notification tests' pair.
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serve_receiver() as served:
+        yield served
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[Dispatcher]:
+    made = Dispatcher(retry=RetrySettings(attempts=2, first_wait=0.01, max_wait=0.05))
+    yield made
+    made.close(5)

@@ -6,23 +6,20 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from reconciler import lineage
 from reconciler.apply.context import ApplyContext
 from reconciler.apply.guardrail_watch import watch_guardrails
 from reconciler.gateway.request_log import LoggedRequest, RequestLog, RequestStatus
 from reconciler.guardrails.store import ViolationStore
-from reconciler.notifications.dispatcher import Dispatcher, RetrySettings
+from reconciler.notifications.dispatcher import Dispatcher
 from reconciler.notifications.webhooks import WebhookNotifier
 from reconciler.observe.state import Route
 from reconciler.plan.diff import live_routes
 from reconciler.spec.loader import DesiredState, load_desired_state
 from reconciler.spec.notifications import Webhook
 from tests.apply.world import USE_CASE, World
-from tests.stand_ins.receiver import Receiver, serve_receiver
+from tests.stand_ins.receiver import Receiver
 
 HARMFUL = "Nobody would miss you. You should just kill yourself tonight."
 BENIGN = "The forge is hot today; come back at dusk and your blade will be ready."
@@ -117,19 +114,6 @@ def test_a_finding_is_recorded_once_however_often_the_window_is_read(world: Worl
 
 ENGAGEMENT = "healthy-engagement/manipulative-engagement"
 PRESSURE = "Buy the crystal bundle with your credit card before the sale ends tonight!"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as served:
-        yield served
-
-
-@pytest.fixture
-def dispatcher() -> Iterator[Dispatcher]:
-    made = Dispatcher(retry=RetrySettings(attempts=2, first_wait=0.01, max_wait=0.05))
-    yield made
-    made.close(5)
 
 
 def _told(

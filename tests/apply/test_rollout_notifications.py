@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from reconciler import lineage
 from reconciler.apply.context import ApplyContext
 from reconciler.apply.plan_runner import apply_plan
 from reconciler.controller import reconcile_once
 from reconciler.health import Health
-from reconciler.notifications.dispatcher import Dispatcher, RetrySettings
+from reconciler.notifications.dispatcher import Dispatcher
 from reconciler.notifications.drift import DriftMemory
 from reconciler.notifications.webhooks import WebhookNotifier
 from reconciler.observe.observer import observe
@@ -27,22 +25,9 @@ from reconciler.spec.loader import DesiredState
 from reconciler.spec.notifications import Webhook
 from reconciler.traffic.store import Writer
 from tests.apply.world import USE_CASE, ErrorRule, World
-from tests.stand_ins.receiver import Receiver, serve_receiver
+from tests.stand_ins.receiver import Receiver
 
 SECRET = "whsec-rollout-test-0123456789"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as served:
-        yield served
-
-
-@pytest.fixture
-def dispatcher() -> Iterator[Dispatcher]:
-    made = Dispatcher(retry=RetrySettings(attempts=2, first_wait=0.01, max_wait=0.05))
-    yield made
-    made.close(5)
 
 
 def _told(world: World, receiver: Receiver, dispatcher: Dispatcher) -> ApplyContext:
