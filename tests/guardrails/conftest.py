@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.guardrails.embeddings import SentenceTransformerEmbedder, default_embedder
 from reconciler.guardrails.engine import GuardrailEngine, compile_policies
-from reconciler.spec.loader import load_desired_state
+from reconciler.spec.loader import DesiredState, load_desired_state
 from reconciler.spec.model import GuardrailPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,21 +20,24 @@ def embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="session")
-def every_policy() -> tuple[GuardrailPolicy, ...]:
-    """Every policy in `policies/`, the opt-in `game-hazards` included."""
+def shipped_state() -> DesiredState:
     result = load_desired_state(REPO_ROOT)
     assert result.state is not None, [d.render() for d in result.diagnostics]
-    return result.state.policies
+    return result.state
 
 
 @pytest.fixture(scope="session")
-def shipped_policies(every_policy: tuple[GuardrailPolicy, ...]) -> tuple[GuardrailPolicy, ...]:
+def every_policy(shipped_state: DesiredState) -> tuple[GuardrailPolicy, ...]:
+    """Every policy in `policies/`, the opt-in `game-hazards` included."""
+    return shipped_state.policies
+
+
+@pytest.fixture(scope="session")
+def shipped_policies(shipped_state: DesiredState) -> tuple[GuardrailPolicy, ...]:
     """The policies the shipped use cases list: what the demo's gateway and gate run."""
-    result = load_desired_state(REPO_ROOT)
-    assert result.state is not None
-    used = {name for u in result.state.use_cases for name in u.spec.guardrails}
+    used = {name for u in shipped_state.use_cases for name in u.spec.guardrails}
     assert used, "the shipped use cases list guardrail policies"
-    return tuple(p for p in every_policy if p.name in used)
+    return tuple(p for p in shipped_state.policies if p.name in used)
 
 
 @pytest.fixture(scope="session")
