@@ -38,20 +38,22 @@ CATEGORIES = (
 )
 TARGET = 0.9
 # The figures of the shipped policies plus the opt-in `game-hazards` on this set, measured once
-# (2 December 2026, README "Quality") less 0.1 for the digits a re-distilled static model may
-# move: a floor against regressions, NOT the target. Every category but pii is below 0.9 —
-# which is why `game-hazards` is opt-in — and the test prints the gap each run.
+# (2 December 2026, with the ~200-lines-per-category corpus; README "Quality") less 0.1 (rounded
+# down to 0.05) for the digits a re-distilled static model may move: a floor against
+# regressions, NOT the target. Every category but pii is below 0.9 — which is why
+# `game-hazards` is opt-in — and the test prints the gap each run. pii keeps the target itself
+# as its floor (DEFAULT_AT_TARGET).
 OPTED_IN_FLOORS: dict[str, tuple[float, float]] = {  # category: (precision, recall)
-    "violence": (0.35, 0.4),
-    "nonviolent_crime": (0.9, 0.4),
-    "sexual": (0.8, 0.35),
-    "child_safety": (0.75, 0.75),
-    "dangerous_advice": (0.55, 0.6),
-    "hate": (0.8, 0.45),
-    "harassment": (0.85, 0.65),
-    "self_harm": (0.45, 0.75),
+    "violence": (0.35, 0.45),
+    "nonviolent_crime": (0.8, 0.65),
+    "sexual": (0.8, 0.6),
+    "child_safety": (0.8, 0.7),
+    "dangerous_advice": (0.6, 0.55),
+    "hate": (0.9, 0.65),
+    "harassment": (0.8, 0.7),
+    "self_harm": (0.45, 0.7),
     "pii": (0.9, 0.9),
-    "manipulative_engagement": (0.45, 0.55),
+    "manipulative_engagement": (0.5, 0.7),
 }
 # What the default policies (those the shipped use cases list) must reach at the target.
 DEFAULT_AT_TARGET = ("pii",)
