@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/reconciler propose --dry-run
 
 test: $(STAMP) lint typecheck lint-workflows
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Sequence
@@ -105,9 +106,17 @@ def _distil(source: Path, target: Path) -> None:
     # model2vec shows a tqdm progress bar over the vocabulary while it encodes it.
     with loading_models():
         model = distill(model_name=str(source), pca_dims=PCA_DIMS)
-    partial = target.with_name(target.name + ".partial")
+    # A folder of this process's own, renamed into place: two processes distilling at once
+    # (gateway replicas starting together on one host) never write into each other's files,
+    # and the first rename wins.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     model.save_pretrained(str(partial))
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 _lock = threading.Lock()

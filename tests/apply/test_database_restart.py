@@ -30,6 +30,8 @@ from tests.apply.world import USE_CASE, ErrorRule, World
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.parametrize("state_url", ["postgresql"], indirect=True),
+    # With the other live tests on one `make test` worker (pytest-xdist).
+    pytest.mark.xdist_group("live"),
 ]
 
 

@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from reconciler import lineage
 from reconciler.apply.context import ApplyContext, Reporter
@@ -62,6 +63,10 @@ from reconciler.state_store import schema
 from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.apply.world import BuildingNotExpected
+
+# Started processes, players and scaled bakes: with the other live tests on one `make test`
+# worker (pytest-xdist), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("live")
 
 USE_CASE = "story-generation"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +98,7 @@ class LiveWorld:
     traffic: TrafficStore
     journal: Journal
     lines: list[str]
+    gateway_url: str = ""
 
     def context(self) -> ApplyContext:
         return ApplyContext(
@@ -110,6 +116,22 @@ class LiveWorld:
             report=Reporter(self.lines),
             time_scale=TIME_SCALE,
             control_poll_seconds=0.5,
+        )
+
+    def diagnosis(self) -> str:
+        """What the gateway and the request log say, for a failure to name its cause: the
+        rollout's last lines, rows per (version, shadow) with the newest time, /healthz."""
+        log = schema.requests
+        query = select(log.c.model_version, log.c.shadow, func.count(), func.max(log.c.ts))
+        query = query.where(log.c.use_case == USE_CASE).group_by(log.c.model_version, log.c.shadow)
+        rows = self.database.read(lambda db: db.execute(query).all())
+        logged = ", ".join(f"{v}{' (shadow)' if s else ''}: {n} to {t:.1f}" for v, s, n, t in rows)
+        try:
+            health = httpx.get(f"{self.gateway_url}/healthz", timeout=10).text
+        except httpx.HTTPError as exc:
+            health = f"unreachable: {exc}"
+        return "\n".join(
+            [*self.lines[-6:], f"logged at {time.time():.1f}: {logged}", f"healthz: {health}"]
         )
 
     def judged(self) -> list[tuple[str, AnalysisOutcome]]:
@@ -250,6 +272,7 @@ def live(
             while players.answered == 0:
                 assert time.monotonic() < deadline, "the gateway never answered a player"
                 time.sleep(0.1)
+            world.gateway_url = gateway.url
             yield world
         finally:
             players.stop()
@@ -283,7 +306,7 @@ def _apply(world: LiveWorld) -> Health:
 @pytest.mark.parametrize("live", ["narrator-next"], indirect=True)
 @BOTH_STORES
 def test_a_good_model_canaries_on_live_traffic_to_champion(live: LiveWorld) -> None:
-    assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
+    assert _apply(live) is Health.HEALTHY, live.diagnosis()
 
     assert live.aliases() == {"champion": "2", "previous": "1"}
     assert live_routes(live.traffic.read(USE_CASE)) == (Route("2", 100),)
@@ -335,7 +358,7 @@ def _mirrored(world: LiveWorld, version: str) -> list[tuple[str, str | None]]:
 @pytest.mark.parametrize("live", ["narrator-next+shadow"], indirect=True)
 @BOTH_STORES
 def test_a_shadow_phase_judges_answers_to_the_same_live_prompts_first(live: LiveWorld) -> None:
-    assert _apply(live) is Health.HEALTHY, "\n".join(live.lines)
+    assert _apply(live) is Health.HEALTHY, live.diagnosis()
 
     judged = live.judged()
     assert judged[0] == ("shadow", AnalysisOutcome.SUCCESSFUL)

@@ -23,6 +23,10 @@ from reconciler.state_store import schema
 from reconciler.state_store.advisory_locks import AdvisoryLocks
 from tests.apply.world import USE_CASE, World
 
+# Started processes, players and scaled bakes: with the other live tests on one `make test`
+# worker (pytest-xdist), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("live")
+
 # The shipped 30m bakes take 15 s: time enough for the other hosts to start meanwhile.
 TIME_SCALE = 15 / 1800
 

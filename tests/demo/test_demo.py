@@ -23,6 +23,10 @@ import pytest
 from reconciler import lineage
 from reconciler.registry.mlflow_registry import MlflowRegistry
 
+# Started processes, players and scaled bakes: with the other live tests on one `make test`
+# worker (pytest-xdist), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("live")
+
 PLAN_FLAGS = ("--detailed-exitcode", "--output", "json")
 USE_CASES = ("faction-decision", "npc-dialogue", "story-generation")
 

@@ -31,6 +31,10 @@ from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore, Writer
 from tests.gateway.processes import PROVIDER_KEY, World, gateway_and_process
 
+# Started processes, players and scaled bakes: with the other live tests on one `make test`
+# worker (pytest-xdist), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("live")
+
 USE_CASE = "echo-chat"
 # Longer than any wait below: a change seen in time came by NOTIFY, not by a poll.
 POLL_SECONDS = "60"

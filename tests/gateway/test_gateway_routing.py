@@ -8,9 +8,14 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from reconciler.gateway.log_queries import window_metrics
 from tests.gateway.processes import RunningGateway
+
+# Started processes, players and scaled bakes: with the other live tests on one `make test`
+# worker (pytest-xdist), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("live")
 
 CHAT = {"model": "echo-chat", "messages": [{"role": "user", "content": "hello"}]}
 
