@@ -99,11 +99,21 @@ def mlflow_server_url(
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny GPT-2 base the shipped use cases name (models/tiny-base), built once."""
+    from filelock import FileLock
+
     from reconciler.training.tiny_model import build_tiny_model, shipped_dataset_texts
 
-    folder = tmp_path_factory.mktemp("tiny-base") / "tiny-base"
-    texts = shipped_dataset_texts(PROJECT_ROOT / "desired_state" / "datasets")
-    return build_tiny_model(folder, extra_texts=texts)
+    # Under pytest-xdist each worker is a process with a session of its own: they share one
+    # build in the run's common temporary folder, the first to get there pretraining it.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder = shared / "tiny-base-shared" / "tiny-base"
+    with FileLock(str(shared / "tiny-base-shared.lock")):
+        if not (folder / "config.json").is_file():
+            texts = shipped_dataset_texts(PROJECT_ROOT / "desired_state" / "datasets")
+            build_tiny_model(folder, extra_texts=texts)
+    return folder
 
 
 @pytest.fixture(scope="session")

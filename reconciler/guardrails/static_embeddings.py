@@ -138,7 +138,13 @@ def _load(folder: Path, cache: Path) -> StaticEmbedder:
     with _lock:
         if not (target / "config.json").is_file():
             cache.mkdir(parents=True, exist_ok=True)
-            _distil(folder, target)
+            from filelock import FileLock
+
+            # Processes sharing the cache (replicas starting together on one host) distil
+            # once: the others wait for the first and then load what it made.
+            with FileLock(str(cache / f"{target.name}.lock")):
+                if not (target / "config.json").is_file():
+                    _distil(folder, target)
     from model2vec import StaticModel
 
     return StaticEmbedder(StaticModel.from_pretrained(str(target)), digest)

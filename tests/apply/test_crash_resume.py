@@ -34,10 +34,6 @@ from reconciler.settings import DATABASE_FILE, Settings
 from reconciler.state_store.database import StateDatabase
 from reconciler.traffic.store import TrafficStore
 
-# Started processes, players and scaled bakes: with the other live tests on one `make test`
-# worker (pytest-xdist), so two of them never compete for the two cores.
-pytestmark = pytest.mark.xdist_group("live")
-
 USE_CASE = "npc-dialogue"
 TIME_SCALE = 2.5 / 1800  # 30m bakes take 2.5 s
 # A window with too few requests pauses the rollout; a controller would sync again, so do we.
