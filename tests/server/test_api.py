@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,12 @@ def test_reads_answer_what_the_controller_sees(served_world: World) -> None:
 def test_writes_refuse_a_missing_or_wrong_token(served_world: World, token: str | None) -> None:
     automated(served_world.repo, False)
     with serving(served_world.repo, world_environment(served_world)) as plane:
-        begun = plane.get("/api/v1/status").json()["controller"]["cycles_begun"]
+        # The start-up cycle begins on its own (the next is an hour away): counted first, so
+        # a busy machine that starts it late cannot pass for a cycle a refused write asked for.
+        deadline = time.monotonic() + 60
+        while (begun := plane.get("/api/v1/status").json()["controller"]["cycles_begun"]) < 1:
+            assert time.monotonic() < deadline, "the start-up cycle never began"
+            time.sleep(0.05)
         for path, kwargs in WRITES:
             refused = plane.post(path, token=token, **kwargs)
             assert refused.status_code == 401, (path, refused.text)
