@@ -145,10 +145,16 @@ def _judged_and_logged(database_url: str) -> tuple[set[tuple[str, str, str]], in
 
 @pytest.mark.integration
 def test_two_replicas_and_a_controller_on_postgresql_converge_the_shipped_state(
-    shipped_repo: Path, tmp_path: Path, tiny_base_model: Path, postgres_url: str
+    shipped_repo: Path,
+    tmp_path: Path,
+    tiny_base_model: Path,
+    postgres_url: str,
+    fresh_sqlite_store: str,
 ) -> None:
     _prepare(shipped_repo, tiny_base_model)
-    tracking = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    # Migrated once before any process starts, as a tracking server's store is: MLflow's
+    # sqlite migrations are not safe for several processes creating one store at once.
+    tracking = fresh_sqlite_store
     elsewhere = tmp_path / "elsewhere"  # never the copy: its reconciler/ would shadow ours
     elsewhere.mkdir()
     shared = {
