@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from reconciler.demo.provider import running_provider
 from reconciler.registry.mlflow_registry import MlflowRegistry
 from reconciler.state_store import schema
 from reconciler.state_store.database import StateDatabase
-from tests.gateway.processes import gateway_process
+from tests.gateway.processes import gateway_process, stop_process
 
 # Started processes, players and scaled bakes: with the other live tests on one `make test`
 # worker (pytest-xdist), so two of them never compete for the two cores.
@@ -194,7 +193,7 @@ def test_two_replicas_and_a_controller_on_postgresql_converge_the_shipped_state(
             stack.callback(players[-1].stop)
         log = stack.enter_context(controller_log.open("wb"))
         controller = _start_controller(shipped_repo, host("controller"), elsewhere, log)
-        stack.callback(_stop, controller)
+        stack.callback(stop_process, controller)
 
         _wait_until_converged(
             controller,
@@ -263,13 +262,3 @@ def _served_versions(url: str, use_case: str, tries: int) -> set[str]:
             assert reply.status_code == 200, reply.text
             versions.add(str(reply.headers.get("x-model-version")))
     return versions
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
