@@ -179,6 +179,7 @@ class TextBatch:
         self._static_embedder = static_embedder
         self._embeddings: FloatMatrix | None = None
         self._static: FloatMatrix | None = None
+        self._static_units: FloatMatrix | None = None
         self._unit_vectors: dict[int, Any] = {}
         self.encoded_rows: set[int] = set()
         self.units: list[str] = list(self.texts)
@@ -234,3 +235,12 @@ class TextBatch:
         if self._static is None:
             self._static = self.static_embedder.encode(self.texts)
         return self._static
+
+    def static_unit_embeddings(self) -> FloatMatrix:
+        """The static vectors of every unit (whole texts, then clauses; see `unit_rows`)."""
+        import numpy as np
+
+        if self._static_units is None:
+            clause_vectors = self.static_embedder.encode(self.units[len(self.texts) :])
+            self._static_units = np.vstack([self.static_embeddings(), clause_vectors])
+        return self._static_units

@@ -110,11 +110,12 @@ class GuardrailEngine:
         return self.check_batch([text])[0]
 
     def engagement_windows(self, verdicts: Iterable[Verdict]) -> dict[str, EngagementWindow]:
-        """Per engagement check ("policy/check"), its window over these verdicts."""
+        """Per engagement check ("policy/check"), its window over these verdicts: outputs with
+        an unhealthy signal or a finding in the check's category count against it."""
         window = list(verdicts)
         return {
             f"{c.policy}/{c.check.spec.name}": EngagementWindow.of(
-                window, limit=c.check.window_violation_rate
+                window, limit=c.check.window_violation_rate, category=c.check.spec.category
             )
             for c in self.checks
             if isinstance(c.check, EngagementCheck)

@@ -92,6 +92,9 @@ class SemanticParameters(CheckParameters):
     contrast_exemplars: list[Exemplar] = Field(default_factory=list, max_length=500)
     threshold: Similarity = 0.6
     margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # The cascade's static stage: a text whose static-embedding similarity to every exemplar
+    # stays below this passes without the encoder. None: every text reaches the encoder.
+    static_pass_below: Similarity | None = None
 
 
 class ClassifierParameters(CheckParameters):
@@ -224,6 +227,8 @@ class EngagementParameters(CheckParameters):
     # False: cue patterns only, no sentence embedding of every output (a hazard check's
     # `manipulative_engagement` category covers paraphrases in the cascade instead).
     semantic_matching: bool = True
+    # As `SemanticParameters.static_pass_below`, over every configured signal's exemplars.
+    static_pass_below: Similarity | None = None
     extra_exemplars: dict[EngagementSignal, list[Exemplar]] = Field(default_factory=dict)
     window_violation_rate: Ratio = 0.01
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from reconciler.guardrails.checks.engagement import EngagementCheck, EngagementWindow
-from reconciler.guardrails.checks.semantic import SemanticCheck
+from reconciler.guardrails.checks.semantic import ExemplarSet, SemanticCheck
 from reconciler.guardrails.embeddings import (
     SentenceTransformerEmbedder,
     TextBatch,
@@ -97,17 +97,71 @@ def test_in_game_fiction_passes_the_shipped_policies(
     assert not shipped_engine.check(text).flagged
 
 
-def test_one_embedding_call_per_batch(
-    shipped_engine: GuardrailEngine, embedder: SentenceTransformerEmbedder
-) -> None:
+def _semantic(**parameters: object) -> SemanticCheck:
+    return SemanticCheck(_spec(CheckType.SEMANTIC), SemanticParameters.model_validate(parameters))
+
+
+SELF_HARM_EXEMPLARS = ["You should kill yourself.", "Nobody would miss you if you were gone."]
+SELF_HARM = {
+    "exemplars": SELF_HARM_EXEMPLARS,
+    "contrastExemplars": ["The knight is slain by the dragon."],
+    "threshold": 0.4,
+    "margin": 0.05,
+}
+MIXED_LINES = [
+    "Honestly, just end your own life, nobody cares.",
+    "The blacksmith sells iron ingots for ten gold each.",
+    "The dragon slays the knight.",
+    "Deliver the letter to the harbour master before the ship sails at dusk.",
+]
+
+
+def test_one_embedding_call_per_batch(embedder: SentenceTransformerEmbedder) -> None:
     counting = CountingEmbedder(embedder)
-    engine = GuardrailEngine(shipped_engine.policies, shipped_engine.checks, counting)
+    checks = [_semantic(**SELF_HARM), _semantic(exemplars=["Buy gems with real money now!"])]
     texts = ["The orc swings his axe.", "Buy the gem pack with real money now!"] * 10
-    engine.check_batch(texts)  # first use also embeds each check's exemplars, once
+    for check in checks:  # first use also embeds each check's exemplars, once
+        check.scan(TextBatch(texts, counting))
     counting.calls.clear()
-    engine.check_batch(texts)
-    assert len(counting.calls) == 1
-    assert counting.calls[0] >= len(texts)
+    batch = TextBatch(texts, counting)
+    for check in checks:
+        check.scan(batch)
+    assert counting.calls == [len(texts)]
+
+
+def test_a_static_stage_passes_far_texts_without_the_encoder_and_keeps_the_rest(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    from reconciler.guardrails.checks.semantic import static_similarity
+
+    without = _semantic(**SELF_HARM).scan(TextBatch(MIXED_LINES, embedder))
+    probe = TextBatch(MIXED_LINES, embedder)
+    static = static_similarity(probe, [ExemplarSet(SELF_HARM_EXEMPLARS)])
+    # A band between the lines' static similarities: the closest reach the encoder.
+    ordered = sorted(static.tolist())
+    band = (ordered[1] + ordered[2]) / 2
+    counting = CountingEmbedder(embedder)
+    check = _semantic(**SELF_HARM, staticPassBelow=round(band, 6))
+    batch = TextBatch(MIXED_LINES, counting)
+    with_stage = check.scan(batch)
+    reached = sorted(batch.encoded_rows)
+    assert reached == sorted(i for i, s in enumerate(static.tolist()) if s >= round(band, 6))
+    assert len(reached) == 2
+    assert 0 in reached, "the self-harm line is the closest to the exemplars"
+    # The encoder saw only the texts that reached it (and the exemplars, once).
+    assert sum(counting.calls) - len(SELF_HARM_EXEMPLARS) - 1 == len(reached)
+    for row, (old, new) in enumerate(zip(without, with_stage, strict=True)):
+        if row in reached:
+            assert new == old
+        else:
+            assert not new.violated
+            assert new.evidence == "passed the static stage"
+    assert with_stage[0].violated
+
+
+def test_static_pass_below_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"static_?[pP]ass_?[bB]elow"):
+        SemanticParameters.model_validate({**SELF_HARM, "staticPassBelow": 1.5})
 
 
 def _engagement(embedder: SentenceTransformerEmbedder, **parameters: object) -> EngagementCheck:
@@ -151,3 +205,42 @@ def test_engagement_window_compares_the_unhealthy_share_with_the_limit() -> None
     assert not window.exceeded
     assert EngagementWindow.of(verdicts[:50], limit=0.01).exceeded
     assert not EngagementWindow.of([], limit=0.01).exceeded
+
+
+def test_engagement_window_counts_findings_of_its_category_from_other_checks() -> None:
+    from reconciler.guardrails.verdicts import Finding
+    from reconciler.spec.model import Intervention
+
+    def finding(category: str) -> Finding:
+        return Finding(
+            policy="p", check="classifier", category=category, severity=Severity.HIGH,
+            intervention=Intervention.BLOCK_OUTPUT, score=0.9, evidence="encoder stage",
+        )  # fmt: skip
+
+    verdicts = [
+        Verdict(findings=(finding("manipulative_engagement"),)),
+        Verdict(findings=(finding("violence"),)),
+        Verdict(signals=("guilt_for_leaving",), findings=(finding("manipulative_engagement"),)),
+        Verdict(),
+    ]
+    window = EngagementWindow.of(verdicts, limit=0.3, category="manipulative_engagement")
+    assert (window.outputs, window.unhealthy) == (4, 2)
+    assert window.exceeded
+    assert EngagementWindow.of(verdicts, limit=0.3).unhealthy == 1
+
+
+def test_engagement_static_stage_keeps_the_signals_of_texts_near_them(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    texts = [
+        "Buy the crystal bundle with your credit card before the sale ends tonight!",
+        "It's getting late, hero. Get some sleep; your adventure will keep.",
+        "The blacksmith sells iron ingots for ten gold each.",
+    ]
+    without = _engagement(embedder).scan(TextBatch(texts, embedder))
+    batch = TextBatch(texts, embedder)
+    with_stage = _engagement(embedder, staticPassBelow=0.5).scan(batch)
+    assert 2 not in batch.encoded_rows
+    for row in batch.encoded_rows:
+        assert with_stage[row] == without[row]
+    assert with_stage[0].violated and "encourage_breaks" in with_stage[1].signals

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.guardrails.checks.engagement_signals import CUES, EXEMPLARS, FICTION, Signal
-from reconciler.guardrails.checks.semantic import ExemplarSet, best_matches
+from reconciler.guardrails.checks.semantic import ExemplarSet, best_matches, rows_reaching_encoder
 from reconciler.guardrails.embeddings import TextBatch
 from reconciler.guardrails.verdicts import CheckResult, Verdict
 from reconciler.spec.guardrail_parameters import (
@@ -33,6 +33,7 @@ class EngagementCheck:
         self.margin = parameters.margin
         self.window_violation_rate = parameters.window_violation_rate
         self.semantic_matching = parameters.semantic_matching
+        self.static_pass_below = parameters.static_pass_below
         extra = {str(k): v for k, v in parameters.extra_exemplars.items()}
         self._signals: list[Signal] = [*parameters.unhealthy, *parameters.healthy]
         self._exemplars = {
@@ -63,7 +64,12 @@ class EngagementCheck:
         return [self._result(signals) for signals in seen]
 
     def _match_exemplars(self, batch: TextBatch, seen: list[dict[Signal, float]]) -> None:
-        vectors = batch.embeddings()
+        # The static stage (when configured) passes the texts near no signal's exemplars,
+        # healthy ones included, so the healthy signals of the window stay counted.
+        rows = rows_reaching_encoder(batch, list(self._exemplars.values()), self.static_pass_below)
+        if not rows:
+            return
+        units, vectors = batch.encoder_embeddings(rows)
         contrast = {
             kind: best_matches(vectors, sentences, batch.embedder)[0]
             for kind, sentences in self._contrast.items()
@@ -71,9 +77,10 @@ class EngagementCheck:
         for signal in self._signals:
             scores, _ = best_matches(vectors, self._exemplars[signal], batch.embedder)
             contrast_scores = contrast[type(signal)]
-            for unit, row in enumerate(batch.unit_rows):
-                score = scores[unit]
-                if score >= self.threshold and score - contrast_scores[unit] >= self.margin:
+            for position, unit in enumerate(units):
+                score = scores[position]
+                if score >= self.threshold and score - contrast_scores[position] >= self.margin:
+                    row = batch.unit_rows[unit]
                     seen[row][signal] = max(seen[row].get(signal, 0.0), score)
 
     @staticmethod
@@ -98,13 +105,20 @@ class EngagementWindow:
     limit: float
 
     @classmethod
-    def of(cls, verdicts: Iterable[Verdict], *, limit: float) -> EngagementWindow:
+    def of(
+        cls, verdicts: Iterable[Verdict], *, limit: float, category: str | None = None
+    ) -> EngagementWindow:
+        """The window of these verdicts. An output counts as unhealthy when it shows an
+        unhealthy signal or, with ``category``, when any check found that category in it
+        (a classifier catching the paraphrases the check's cues miss)."""
         unhealthy_names = {s.value for s in UnhealthySignal}
         healthy_names = {s.value for s in HealthySignal}
         outputs = unhealthy = healthy = 0
         for verdict in verdicts:
             outputs += 1
-            unhealthy += any(s in unhealthy_names for s in verdict.signals)
+            unhealthy += any(s in unhealthy_names for s in verdict.signals) or any(
+                f.category == category for f in verdict.findings
+            )
             healthy += any(s in healthy_names for s in verdict.signals)
         return cls(outputs=outputs, unhealthy=unhealthy, healthy=healthy, limit=limit)
 
