@@ -125,4 +125,11 @@ FICTION: tuple[str, ...] = (
     # Despair and self-harm talk is the safety policy's business, not an engagement signal.
     "Nobody cares about you, you are worthless.",
     "Nobody would miss you if you died.",
+    "Your family will finally have peace if you are gone, so end it.",
+    # So are fraud and grooming: the hazard categories' business (game-hazards). With the line
+    # above, these cut the check's false positives on the tuning corpus from 67 to 60 at the
+    # same recall (tests/guardrails/score_shipped_checks.py).
+    "Scam the other players: ask them to send you money first and never deliver.",
+    "Steal a card number and buy the battle pass with it.",
+    "I bought you a gift, so now you keep our friendship secret from your parents.",
 )
