@@ -21,6 +21,11 @@ of outputs that reach the encoder, and last the YAML ``categories:`` block to pa
 policies. Run from the repository root:
 
     python tests/guardrails/choose_thresholds.py [--recall-loss 0.02] [--c 4]
+        [--min-precision 0.9] [--category violence ...]
+
+``--min-precision`` picks, per category, the lowest threshold whose out-of-fold precision
+reaches it (F0.5's choice where none does); ``--category`` limits the bands and figures to
+the categories one check lists (the shipped policies' checks list two and one).
 """
 
 from __future__ import annotations
@@ -101,9 +106,21 @@ def f_half(predicted: np.ndarray, expected: np.ndarray) -> float:
     return 1.25 * p * r / (0.25 * p + r) if p + r else 0.0
 
 
-def choose_threshold(encoder: np.ndarray, is_top: np.ndarray, expected: np.ndarray) -> float:
+def choose_threshold(
+    encoder: np.ndarray,
+    is_top: np.ndarray,
+    expected: np.ndarray,
+    min_precision: float | None = None,
+) -> float:
     """The encoder stage's threshold maximising F0.5 (ties: the higher one); as in the check,
-    only a text's most likely category may fire."""
+    only a text's most likely category may fire. With ``min_precision``: the lowest threshold
+    whose precision reaches it (most recall at that precision), F0.5's where none does."""
+    if min_precision is not None:
+        for t in np.round(np.arange(0.05, 0.99, 0.025), 3):
+            predicted = (encoder >= t) & is_top
+            precision, recall = precision_recall(predicted, expected)
+            if precision >= min_precision and recall > 0:
+                return float(t)
     grid = np.round(np.arange(0.05, 0.96, 0.025), 3)
     return float(max(grid, key=lambda t: (f_half((encoder >= t) & is_top, expected), t)))
 
@@ -128,6 +145,16 @@ def main() -> None:
         "--encoder-share", type=float, default=0.4, help="Most benign lines sent to the encoder."
     )
     parser.add_argument("--c", type=float, default=REGULARISATION_C)
+    parser.add_argument(
+        "--min-precision",
+        type=float,
+        help="Per category the lowest threshold reaching this precision (F0.5 where none does).",
+    )
+    parser.add_argument(
+        "--category",
+        action="append",
+        help="Only these categories (repeatable): bands and figures for a check that lists them.",
+    )
     args = parser.parse_args()
     corpus = load_corpus([CORPUS])
     labelled = load_corpus([LABELLED])
@@ -138,8 +165,13 @@ def main() -> None:
     print(f"C={args.c}, corpus {len(corpus)} lines, labelled set {len(labelled)} lines")
     top = encoder.argmax(axis=1)
     thresholds = [
-        choose_threshold(encoder[:, j], top == j, expected[:, j]) for j in range(len(categories))
+        choose_threshold(encoder[:, j], top == j, expected[:, j], args.min_precision)
+        for j in range(len(categories))
     ]
+    unknown = set(args.category or ()) - set(categories)
+    if unknown:
+        parser.error(f"no such category in the corpus: {', '.join(sorted(unknown))}")
+    chosen = [j for j, c in enumerate(categories) if not args.category or c in args.category]
     # The smallest recall loss whose bands send at most --encoder-share of the benign lines
     # (what a game mostly emits) to the encoder.
     for loss in np.arange(args.recall_loss, 0.5, 0.01):
@@ -150,6 +182,8 @@ def main() -> None:
         low = np.array([b[0] for b in bands])
         high = np.array([b[1] for b in bands])
         in_band = (static >= low) & (static < high)
+        # A check that lists only some categories sends a text on for those only.
+        in_band[:, [j for j in range(len(categories)) if j not in chosen]] = False
         if in_band.any(axis=1)[benign].mean() <= args.encoder_share:
             break
     print(f"recall loss allowed per category: {loss:.2f}")
@@ -160,7 +194,8 @@ def main() -> None:
     # Per text, the probabilities of the last stage it reached, and the most likely category.
     best = np.where(reached[:, None], encoder, static)
     static_top, best_top = static.argmax(axis=1), best.argmax(axis=1)
-    for j, category in enumerate(categories):
+    for j in chosen:
+        category = categories[j]
         cascade = ((static[:, j] >= high[j]) & (static_top == j)) | (
             in_band[:, j] & (best[:, j] >= thresholds[j]) & (best_top == j)
         )
@@ -177,7 +212,8 @@ def main() -> None:
         f"{reached[benign].mean():.3f} of benign ones"
     )
     print("categories:")
-    for j, category in enumerate(categories):
+    for j in chosen:
+        category = categories[j]
         print(
             f"  {category}: {{threshold: {thresholds[j]}, bandLow: {low[j]}, bandHigh: {high[j]}}}"
         )
