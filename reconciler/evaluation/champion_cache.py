@@ -116,7 +116,7 @@ class ChampionOutputs:
 
         try:
             vectors = np.load(self._vectors_path(model, texts), allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             return None
         if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) != len(texts):
             return None

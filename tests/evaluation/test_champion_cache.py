@@ -232,10 +232,11 @@ def test_unreadable_or_unnamed_champion_vectors_are_encoded_again(tmp_path: Path
     first.prepare(CHAMPION_OUTPUTS)
     keep_vectors(cache, [CHAMPION_OUTPUTS], first)
     [stored] = tmp_path.glob("vectors-*.npy")
-    stored.write_bytes(b"not an array")
-    assert recall_vectors(cache, [CHAMPION_OUTPUTS], EmbeddingPass(default_embedder())) == [
-        CHAMPION_OUTPUTS
-    ]
+    for damaged in (b"not an array", b"", stored.read_bytes()[:-8]):
+        stored.write_bytes(damaged)
+        assert recall_vectors(cache, [CHAMPION_OUTPUTS], EmbeddingPass(default_embedder())) == [
+            CHAMPION_OUTPUTS
+        ]
     stored.unlink()
     # An embedder that cannot be named: nothing is kept, nothing is recalled.
     unnamed = EmbeddingPass(UnnamedEmbedder())
