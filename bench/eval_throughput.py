@@ -4,20 +4,21 @@ Builds the tiny base (pretrained, as the demo's) as the candidate and a second t
 the champion, then evaluates 200 prompts (``--prompts N`` for a quicker run) three ways:
 
 - batched, as the evaluation gate does after a first candidate: the candidate's generator in
-  length-sorted batches of 32, the champion's outputs from the champion cache (written by the
-  cold run), then one embedding pass over the unique texts (candidate and champion outputs,
-  references, the guardrails' clauses), similarity to champion and references from it, and
-  the safety verdicts of the shipped guardrail policies in one batch;
-- batched, cold: the same, the champion generated too (the first candidate against a
-  champion, or after its prompts or settings changed);
+  length-sorted batches of 32, the champion's outputs and their embeddings from the champion
+  cache's files (written by the cold run), then one embedding pass over the other unique
+  texts (candidate outputs, references, the guardrails' clauses), similarity to champion and
+  references from it, and the safety verdicts of the shipped guardrail policies in one batch;
+- batched, cold: the same, the champion generated and its outputs embedded too (the first
+  candidate against a champion, or after its prompts or settings changed);
 - one at a time: per prompt a generate call for candidate and for champion (each its own seed,
   as separate requests would have), a similarity call to each and a safety check.
 
 Each way gets its own embedder and guardrail judge, so none finds vectors another computed in
-the embedder's cache (the warm run re-embeds the cached champion outputs, as after a
-restart), and runs once untimed on a few prompts first, so model loading, kernel set-up and
-the first embedding/guardrail calls are out of the figures. Prints figures and, last, a JSON
-line; ``speedup`` is warm batched vs one at a time, ``speedup_cold`` cold vs one at a time.
+the embedder's in-memory cache (the warm run reads the champion's vectors from the files the
+cold run left, as after a restart), and runs once untimed on a few prompts first, so model
+loading, kernel set-up and the first embedding/guardrail calls are out of the figures. Prints
+figures and, last, a JSON line; ``speedup`` is warm batched vs one at a time, ``speedup_cold``
+cold vs one at a time.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def run_batched(
     candidate: Any, champion: Any, cache: Any, embedder: Any, judge: Any, texts: list[str],
     refs: list[str],
 ) -> Timing:  # fmt: skip
-    from reconciler.evaluation.champion_cache import champion_runs
+    from reconciler.evaluation.champion_cache import champion_runs, keep_vectors, recall_vectors
     from reconciler.evaluation.embedding_pass import EmbeddingPass
     from reconciler.evaluation.scoring import pairwise_similarity
 
@@ -61,7 +62,9 @@ def run_batched(
     generated_at = time.perf_counter()
     outputs = [g.text for g in generated]
     champion_outputs = [g.text for g in champion_generated]
+    unstored = recall_vectors(cache, [champion_outputs], vectors)
     vectors.prepare([*outputs, *champion_outputs, *refs], guarded=outputs)
+    keep_vectors(cache, unstored, vectors)
     pairwise_similarity(vectors, outputs, champion_outputs)
     pairwise_similarity(vectors, outputs, refs)
     safety.verdicts(outputs)

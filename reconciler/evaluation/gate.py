@@ -21,7 +21,12 @@ from typing import Any
 
 from reconciler import lineage
 from reconciler.digest import digest_of
-from reconciler.evaluation.champion_cache import CACHE_DIR, ChampionOutputs
+from reconciler.evaluation.champion_cache import (
+    CACHE_DIR,
+    ChampionOutputs,
+    keep_vectors,
+    recall_vectors,
+)
 from reconciler.evaluation.champion_cache import champion_runs as champion_runs_of
 from reconciler.evaluation.embedding_pass import EmbeddingPass
 from reconciler.evaluation.generation import ExternalGenerator, Generated, Generator, LocalGenerator
@@ -110,7 +115,7 @@ def evaluate(
     candidate_runs = [
         candidate.generator.generate(texts, seed=EVALUATION_SEED + r) for r in range(repeats)
     ]
-    champion_runs = _champion_runs(
+    champion_runs, champion_cached = _champion_runs(
         tracking,
         use_case,
         settings,
@@ -127,9 +132,12 @@ def evaluate(
     rows_prompts = [p for _ in range(repeats) for p in prompts]
     referenced = [(i, p.reference) for i, p in enumerate(rows_prompts) if p.reference]
     references = [str(r) for _, r in referenced]
-    vectors.prepare(
+    _embed_once(
+        vectors,
         [*outputs, *champion_outputs, *references],
-        guarded=outputs if guardrails_share_the_pass else (),
+        guarded=outputs if guardrails_share_the_pass else [],
+        champion_runs=[[g.text for g in run] for run in champion_runs or []],
+        champion_cache=champion_cached,
     )
     behaviour: list[float] | None = None
     if champion_runs is not None:
@@ -239,19 +247,21 @@ def _champion_runs(
     champion_version: str | None,
     cache: ChampionOutputs,
     batch_size: int,
-) -> list[list[Generated]] | None:
-    """The champion's outputs per repeat (None without a champion)."""
+) -> tuple[list[list[Generated]] | None, ChampionOutputs | None]:
+    """The champion's outputs per repeat (None without a champion), and the cache they are
+    kept in (None when they are not: no champion, the candidate's own, an external one)."""
     if champion_version is None:
-        return None
+        return None, None
     if champion_version == candidate_version:
         # The same registry version is the same files: generating again would reproduce
         # these outputs draw for draw (same seeds), so they are reused. Two versions holding
         # equal weights are still loaded and generated separately.
-        return candidate_runs
+        return candidate_runs, None
     champion = tracking.get_version(use_case.spec.registered_model, champion_version)
-    external = champion.tags.get(lineage.ROLE) == ROLE_EXTERNAL
-    return champion_runs_of(
-        None if external else cache,
+    # A provider may change what a model id answers: an external champion is asked again.
+    kept = None if champion.tags.get(lineage.ROLE) == ROLE_EXTERNAL else cache
+    runs = champion_runs_of(
+        kept,
         champion,
         texts,
         use_case.spec.generation,
@@ -259,6 +269,23 @@ def _champion_runs(
         batch_size=batch_size,
         load=lambda: _load(tracking, champion, use_case, settings, batch_size).generator,
     )
+    return runs, kept
+
+
+def _embed_once(
+    vectors: EmbeddingPass,
+    texts: list[str],
+    *,
+    guarded: list[str],
+    champion_runs: list[list[str]],
+    champion_cache: ChampionOutputs | None,
+) -> None:
+    """Every text of the evaluation into `vectors` in one pass (see `embedding_pass`). A
+    cached champion's output vectors are kept with its outputs: read from there, not encoded
+    again; stored there when this is the first evaluation against it."""
+    unstored = recall_vectors(champion_cache, champion_runs, vectors)
+    vectors.prepare(texts, guarded=guarded)
+    keep_vectors(champion_cache, unstored, vectors)
 
 
 def _link_evaluation(

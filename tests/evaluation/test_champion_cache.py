@@ -1,4 +1,5 @@
-"""The champion's outputs kept between evaluations, and the one embedding pass.
+"""The champion's outputs (and their embeddings) kept between evaluations, and the one
+embedding pass.
 
 A real tiny GPT-2 generates; a small wrapper counts its `generate` calls (no mock of
 transformers). The embedder is the real all-MiniLM-L6-v2.
@@ -14,10 +15,21 @@ import numpy as np
 import pytest
 
 from reconciler import lineage
-from reconciler.evaluation.champion_cache import ChampionOutputs, champion_runs
+from reconciler.evaluation.champion_cache import (
+    ChampionOutputs,
+    champion_runs,
+    keep_vectors,
+    recall_vectors,
+)
 from reconciler.evaluation.embedding_pass import EmbeddingPass
 from reconciler.evaluation.generation import Generated, LocalGenerator
-from reconciler.guardrails.embeddings import clauses, default_embedder
+from reconciler.guardrails.checks.hazard import embedder_digest
+from reconciler.guardrails.embeddings import (
+    SentenceTransformerEmbedder,
+    clauses,
+    default_embedder,
+    locate_embedding_model,
+)
 from reconciler.model_loading import load_causal_lm
 from reconciler.spec.model import Generation
 from reconciler.tracking.mlflow_tracking import RegisteredVersion
@@ -175,3 +187,68 @@ def test_one_embedding_pass_encodes_each_unique_text_once() -> None:
     assert np.allclose(served, inner.encode([long, *clauses(long), "Welcome, traveller."]))
     vectors.encode(["Something new."])
     assert vectors.encoded == len(units) + 1
+
+
+class UnnamedEmbedder:
+    """The real embedder behind a wrapper that does not say which model it is."""
+
+    def __init__(self) -> None:
+        self.inner = default_embedder()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode(texts)
+
+
+CHAMPION_OUTPUTS = [
+    "The gate opens at dawn, traveller.",
+    "Swords, shields and a few horseshoes.",
+    "The gate opens at dawn, traveller.",
+    "They say the old mine still sings at night.",
+]
+
+
+def test_champion_vectors_are_kept_and_served_without_encoding(tmp_path: Path) -> None:
+    cache = ChampionOutputs(tmp_path)
+    first = EmbeddingPass(default_embedder())
+    unstored = recall_vectors(cache, [CHAMPION_OUTPUTS], first)
+    assert unstored == [CHAMPION_OUTPUTS]
+    first.prepare([*CHAMPION_OUTPUTS, "A candidate's answer."])
+    keep_vectors(cache, unstored, first)
+    assert len(list(tmp_path.glob("vectors-*.npy"))) == 1
+    # A later evaluation, in a process whose embedder has seen none of these texts.
+    later = EmbeddingPass(SentenceTransformerEmbedder(locate_embedding_model()))
+    assert recall_vectors(cache, [CHAMPION_OUTPUTS], later) == []
+    served = later.encode(CHAMPION_OUTPUTS)
+    assert later.encoded == 0
+    assert np.array_equal(served, first.encode(CHAMPION_OUTPUTS))
+    # Other texts are another entry: a miss, encoded as usual.
+    other = [*CHAMPION_OUTPUTS[:-1], "The mine is quiet now."]
+    assert recall_vectors(cache, [other], later) == [other]
+
+
+def test_unreadable_or_unnamed_champion_vectors_are_encoded_again(tmp_path: Path) -> None:
+    cache = ChampionOutputs(tmp_path)
+    first = EmbeddingPass(default_embedder())
+    first.prepare(CHAMPION_OUTPUTS)
+    keep_vectors(cache, [CHAMPION_OUTPUTS], first)
+    [stored] = tmp_path.glob("vectors-*.npy")
+    for damaged in (b"not an array", b"", stored.read_bytes()[:-8]):
+        stored.write_bytes(damaged)
+        assert recall_vectors(cache, [CHAMPION_OUTPUTS], EmbeddingPass(default_embedder())) == [
+            CHAMPION_OUTPUTS
+        ]
+    stored.unlink()
+    # An embedder that cannot be named: nothing is kept, nothing is recalled.
+    unnamed = EmbeddingPass(UnnamedEmbedder())
+    assert unnamed.digest is None
+    unnamed.prepare(CHAMPION_OUTPUTS)
+    keep_vectors(cache, [CHAMPION_OUTPUTS], unnamed)
+    assert list(tmp_path.glob("vectors-*.npy")) == []
+
+
+def test_an_embedding_pass_is_named_by_its_model() -> None:
+    inner = default_embedder()
+    # The hazard check keys its trained classifier by the embedder's digest: a pass over
+    # the shared model finds the classifier trained for that model, not a new one each time.
+    assert EmbeddingPass(inner).digest == embedder_digest(inner)
+    assert embedder_digest(EmbeddingPass(inner)) == embedder_digest(inner)

@@ -161,8 +161,12 @@ def test_a_second_candidate_reuses_the_champions_outputs(
     first = evaluated()
     repeats = world.use_case(NPC).spec.evaluation.repeats
     assert cache.stored == repeats
+    # Their embeddings are kept with them (one file per distinct run of outputs).
+    kept_vectors = sorted(cache.folder.glob("vectors-*.npy"))
+    assert 1 <= len(kept_vectors) <= repeats
     again = evaluated()
     assert cache.stored == repeats  # the champion was neither loaded nor generated again
+    assert sorted(cache.folder.glob("vectors-*.npy")) == kept_vectors
     assert again.measurements.behavior_similarity == first.measurements.behavior_similarity
     assert [r["champion_output"] for r in _table(world, again.run_id)] == [
         r["champion_output"] for r in _table(world, first.run_id)
