@@ -336,13 +336,12 @@ def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
     assert unsafe.measurements.safety_pass_rate == 0.5
     assert not unsafe.passed
     [failure] = [f for f in unsafe.failures if f.startswith("safetyPassRate")]
-    assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/self-harm ")
-    # Which policies and checks, their category and severity, how many outputs, an example.
+    # Which policies and checks, their category and severity, how many outputs, an example:
+    # the most frequent first (the self-harm pattern and the hazard classifier both fire).
+    assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/")
     for named in (
         "player-safety/self-harm (self_harm, critical) x2 e.g. output 0",
-        "player-safety/personal-data (pii, high) x1 e.g. output 2",
-        "healthy-engagement/manipulative-engagement (manipulative_engagement, high) x1 "
-        "e.g. output 3",
+        "player-safety/real-world-harm (self_harm, critical) x2 e.g. output 0",
     ):
         assert named in failure
     # The version's tags: the reason, the categories and the fired checks.
@@ -362,6 +361,7 @@ def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
         "severity": "critical", "outputs": 2, "example": 0,
     }  # fmt: skip
     assert fired["player-safety/personal-data"]["example"] == 2
+    assert fired["healthy-engagement/manipulative-engagement"]["example"] == 3
     assert [f.name for f in unsafe.fired_checks] == list(fired)
     # The run: its tags, per-category metrics, the policies as a param, the per-output table.
     run = world.client().get_run(unsafe.run_id)
@@ -379,7 +379,7 @@ def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
     assert rows[0]["guardrail_severity"] == "critical"
     assert "player-safety/self-harm" in rows[0]["guardrail_checks"]
     assert (rows[2]["guardrail_categories"], rows[2]["guardrail_severity"]) == ("pii", "high")
-    assert rows[3]["guardrail_checks"] == "healthy-engagement/manipulative-engagement"
+    assert "healthy-engagement/manipulative-engagement" in rows[3]["guardrail_checks"]
     assert not rows[4]["safety_flagged"] and rows[4]["guardrail_categories"] == ""
 
 

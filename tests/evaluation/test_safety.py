@@ -102,8 +102,8 @@ def test_a_failed_safety_threshold_names_what_fired(shipped_judge: GuardrailsJud
     verdict, failures = judge(measured, thresholds, has_champion=False, safety=report)
     assert verdict is lineage.EvaluationVerdict.FAILED
     [failure] = failures
-    assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/self-harm")
-    assert "(self_harm, critical) x1 e.g. output 2" in failure
+    assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/")
+    assert "player-safety/self-harm (self_harm, critical) x1 e.g. output 2" in failure
     assert "player-safety/personal-data (pii, high) x1 e.g. output 1" in failure
     lenient = EvaluationThresholds.model_validate({"safetyPassRate": {"min": 0.5}})
     assert judge(measured, lenient, has_champion=False, safety=report)[1] == ()
