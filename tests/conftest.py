@@ -116,6 +116,25 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shipped_guardrail_models() -> None:
+    """The static embeddings and the hazard classifiers of the policies in policies/, built
+    once per machine into the shared cache before any test needs them: a gateway or apply
+    process a test starts then loads them in seconds instead of distilling and training
+    during its start-up (a minute or more on a busy machine, past start-up timeouts)."""
+    from filelock import FileLock
+
+    from reconciler.guardrails.engine import compile_policies
+    from reconciler.spec.loader import load_desired_state
+
+    cache = Path(os.environ["RECONCILER_STATIC_EMBEDDINGS_DIR"])
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / "shipped-guardrail-models.lock")):
+        loaded = load_desired_state(PROJECT_ROOT)
+        assert loaded.state is not None, [d.render() for d in loaded.diagnostics]
+        compile_policies(loaded.state.policies, base_path=PROJECT_ROOT)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server (the system's binaries) for the whole session; started only
