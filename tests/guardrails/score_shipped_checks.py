@@ -7,15 +7,18 @@ The policies the shipped use cases list (player-safety, healthy-engagement) are 
 they are in ``policies/``. For each category the shipped checks report (self_harm, violence,
 manipulative_engagement) it prints:
 
-* each check's precision and recall at its current settings, and the category's (any check
-  of the category fired: what the held-out test counts), on the corpus, the labelled set and
-  both together;
-* for each `semantic` check and the `engagement` check, a grid of ``threshold`` x ``margin``:
-  the category's precision and recall with that check at each candidate (the other checks
-  unchanged), best first: candidates that keep the category's recall at the current settings
-  on both parts of the tuning data, then by precision (ties: the higher recall, then the
-  setting nearest the current one); ``--top`` says how many. After adding look-alikes, compare
-  with the figures of the run before them: "keeps recall" is against the current settings;
+* each check's precision and recall at its current settings (a `hazard` check's per category
+  it lists, as ``check:category``), and the category's (any check of the category fired: what
+  the held-out test counts), on the corpus, the labelled set and both together. A `hazard`
+  check's classifier is trained on the corpus, so its corpus figures are in-sample (the
+  out-of-fold ones are ``choose_thresholds.py``'s); its labelled-set figures are not;
+* for each `semantic` check and `engagement` check that matches exemplars, a grid of
+  ``threshold`` x ``margin``: the category's precision and recall with that check at each
+  candidate (the other checks unchanged), best first: candidates that keep the category's
+  recall at the current settings on both parts of the tuning data, then by precision (ties:
+  the higher recall, then the setting nearest the current one); ``--top`` says how many.
+  After adding look-alikes, compare with the figures of the run before them: "keeps recall"
+  is against the current settings;
 * per engagement cue pattern, the lines it flags outside ``manipulative_engagement``;
 * with ``--show`` the false positives and misses at the current settings (what to add as
   contrast exemplars or where a cue over-reaches).
@@ -43,6 +46,7 @@ import numpy.typing as npt
 
 from reconciler.guardrails.checks.engagement import EngagementCheck
 from reconciler.guardrails.checks.engagement_signals import CUES, EXEMPLARS, FICTION
+from reconciler.guardrails.checks.hazard import HazardCheck
 from reconciler.guardrails.checks.semantic import SemanticCheck
 from reconciler.guardrails.embeddings import TextBatch, default_embedder
 from reconciler.guardrails.engine import GuardrailEngine, compile_policies
@@ -228,6 +232,40 @@ def sweep(check: Tunable, data: Tuning, others: Mask, *, show: bool, top: int) -
                     print(f"        {list(data.rows[i].labels)} {data.texts[i]}")
 
 
+def check_decisions(
+    engine: GuardrailEngine, batch: TextBatch
+) -> tuple[dict[str, Mask], dict[str, str], dict[str, SemanticParameters | EngagementParameters]]:
+    """Each check's own decisions at its current settings (a classifier's per category), the
+    category of each, and the parameters of those a threshold and margin sweep applies to."""
+    decisions: dict[str, Mask] = {}
+    category_of: dict[str, str] = {}
+    tunable: dict[str, SemanticParameters | EngagementParameters] = {}
+    for compiled in engine.checks:
+        spec = compiled.check.spec
+        results = compiled.check.scan(batch)
+        name = f"{compiled.policy}/{spec.name}"
+        if isinstance(compiled.check, HazardCheck):
+            # One decision per category the classifier check lists (its findings' categories).
+            for category in compiled.check.categories:
+                if category in CATEGORIES:
+                    decisions[f"{name}:{category}"] = np.array(
+                        [any(h.category == category for h in r.hits) for r in results]
+                    )
+                    category_of[f"{name}:{category}"] = category
+            continue
+        if spec.category not in CATEGORIES:
+            continue
+        decisions[name] = np.array([r.violated for r in results])
+        category_of[name] = spec.category
+        if isinstance(compiled.check, SemanticCheck) or (
+            isinstance(compiled.check, EngagementCheck) and compiled.check.semantic_matching
+        ):
+            parameters = parse_parameters(spec)
+            assert isinstance(parameters, SemanticParameters | EngagementParameters)
+            tunable[name] = parameters
+    return decisions, category_of, tunable
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", action="store_true", help="List false positives and misses.")
@@ -255,21 +293,7 @@ def main() -> None:
     vectors = batch.embeddings()
     unit_rows = np.array(batch.unit_rows)
 
-    # Each check's own decisions at its current settings.
-    decisions: dict[str, Mask] = {}
-    category_of: dict[str, str] = {}
-    tunable: dict[str, SemanticParameters | EngagementParameters] = {}
-    for compiled in engine.checks:
-        spec = compiled.check.spec
-        if spec.category not in CATEGORIES:
-            continue
-        name = f"{compiled.policy}/{spec.name}"
-        decisions[name] = np.array([r.violated for r in compiled.check.scan(batch)])
-        category_of[name] = spec.category
-        if isinstance(compiled.check, SemanticCheck | EngagementCheck):
-            parameters = parse_parameters(spec)
-            assert isinstance(parameters, SemanticParameters | EngagementParameters)
-            tunable[name] = parameters
+    decisions, category_of, tunable = check_decisions(engine, batch)
     print(f"tuning lines: corpus {corpus_size}, labelled {len(rows) - corpus_size}")
     print("precision/recall (tp fp fn) on: " + ", ".join(p.name for p in parts))
 
