@@ -1,8 +1,9 @@
 """Guardrail throughput: the shipped policies as a cascade versus the encoder-only path.
 
 Both engines hold the same checks and the same trained classifiers; the encoder-only one has
-every hazard category's uncertain band widened to [0, 1], so every output goes through the
-MiniLM encoder (what the guardrails cost before the cascade). Measured in one run:
+every hazard category's uncertain band widened to [0, 1] and no ``staticPassBelow`` stage
+before exemplar matching, so every output goes through the MiniLM encoder (what the
+guardrails cost before the cascade). Measured in one run:
 
 * outputs/s checking the whole set in one batch (a busy gateway) and one output per call
   (an idle one: p50 and p99 per output);
@@ -35,12 +36,15 @@ DATA = ROOT / "tests" / "guardrails" / "data" / "labelled_outputs.jsonl"
 
 
 def encoder_only(policy: GuardrailPolicy) -> GuardrailPolicy:
-    """The same policy with every hazard category's band widened: all outputs are encoded."""
+    """The same policy with every hazard category's band widened and no static stage before
+    exemplar matching: all outputs are encoded."""
     data = policy.model_dump(mode="json", by_alias=True)
     for check in data["spec"]["checks"]:
         if check["type"] == CheckType.HAZARD.value:
             for settings in check["parameters"]["categories"].values():
                 settings.update(bandLow=0.0, bandHigh=1.0)
+        elif check["type"] in (CheckType.SEMANTIC.value, CheckType.ENGAGEMENT.value):
+            check["parameters"].pop("staticPassBelow", None)
     return GuardrailPolicy.model_validate(data)
 
 

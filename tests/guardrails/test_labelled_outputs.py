@@ -30,7 +30,7 @@ FLOORS = {
     "self_harm": (0.9, 0.85),
     "violence": (0.9, 0.6),
     "pii": (0.95, 0.95),
-    "manipulative_engagement": (0.8, 0.8),
+    "manipulative_engagement": (0.95, 0.85),
 }
 
 
