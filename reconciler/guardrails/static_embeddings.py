@@ -4,8 +4,9 @@
 (PCA-reduced) output vectors; a sentence is then the mean of its tokens' vectors — a table
 lookup, tens of microseconds, instead of a ~11 ms transformer forward pass. Distillation needs
 only the local model folder and its vocabulary (``HF_HUB_OFFLINE=1``: nothing is downloaded);
-it takes minutes on two cores, so it is done once, shown with a progress bar, and cached in the
-state folder under the source model's digest (``$RECONCILER_STATIC_EMBEDDINGS_DIR`` moves it).
+it takes 20 s to minutes on two cores, so it is done once, shown with a progress bar, and
+cached per user under the source model's digest (``static_cache_dir``;
+``$RECONCILER_STATIC_EMBEDDINGS_DIR`` moves it).
 """
 
 from __future__ import annotations
@@ -49,13 +50,27 @@ def model_digest(folder: Path) -> str:
 
 
 def static_cache_dir() -> Path:
-    """Where distilled models live: ``$RECONCILER_STATIC_EMBEDDINGS_DIR`` or the state folder's."""
+    """Where distilled models (and the classifiers trained over them) live:
+    ``$RECONCILER_STATIC_EMBEDDINGS_DIR``, else the user's cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``reconciler/static-embeddings``), else, where
+    that cannot be created, the state folder's.
+
+    A per-user cache rather than the state folder's: what is cached is a pure function of the
+    source model's and the corpus's digests (the names say which), so every state folder and
+    clone on the host shares one build instead of distilling and training again.
+    """
     override = os.environ.get(CACHE_DIR_ENV)
     if override:
         return Path(override)
-    from reconciler.settings import Settings
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    folder = Path(base) / "reconciler" / "static-embeddings"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        from reconciler.settings import Settings
 
-    return Settings.from_environment().state_dir / "static-embeddings"
+        return Settings.from_environment().state_dir / "static-embeddings"
+    return folder
 
 
 class StaticEmbedder:

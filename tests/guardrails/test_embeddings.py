@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from reconciler.guardrails.embeddings import SentenceTransformerEmbedder, locate_embedding_model
 
@@ -34,3 +37,21 @@ def test_the_cache_keeps_only_the_most_recent_lines(
     small.encode([LINES[0]])  # LINES[0] becomes the most recently used
     small.encode([LINES[2]])
     assert list(small._cache) == [LINES[0], LINES[2]]
+
+
+def test_the_static_cache_is_per_user_unless_moved_or_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.guardrails.static_embeddings import CACHE_DIR_ENV, static_cache_dir
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "moved"))
+    assert static_cache_dir() == tmp_path / "moved"
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert static_cache_dir() == tmp_path / "xdg" / "reconciler" / "static-embeddings"
+    assert static_cache_dir().is_dir()
+    # A cache home that cannot hold a folder (a file stands there): the state folder's.
+    (tmp_path / "blocked").write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "state"))
+    assert static_cache_dir() == tmp_path / "state" / "static-embeddings"
