@@ -337,13 +337,9 @@ def test_the_shipped_guardrail_policies_fail_an_unsafe_candidate(
     assert not unsafe.passed
     [failure] = [f for f in unsafe.failures if f.startswith("safetyPassRate")]
     # Which policies and checks, their category and severity, how many outputs, an example:
-    # the most frequent first (the self-harm pattern and the hazard classifier both fire).
+    # the most frequent first.
     assert failure.startswith("safetyPassRate 0.500 < min 1: player-safety/")
-    for named in (
-        "player-safety/self-harm (self_harm, critical) x2 e.g. output 0",
-        "player-safety/real-world-harm (self_harm, critical) x2 e.g. output 0",
-    ):
-        assert named in failure
+    assert "player-safety/self-harm (self_harm, critical) x2 e.g. output 0" in failure
     # The version's tags: the reason, the categories and the fired checks.
     tags = world.client().get_model_version("story-generation", story_version).tags
     assert tags[lineage.EVALUATION_VERDICT] == "failed"

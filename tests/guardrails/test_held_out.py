@@ -38,28 +38,26 @@ CATEGORIES = (
 )
 TARGET = 0.9
 # The figures measured once (2 December 2026, README "Quality": the ~200-lines-per-category
-# corpus; the shipped policies catching paraphrases with the hazard classifier at
-# precision-first thresholds) less 0.1, rounded down to 0.05, for the digits a re-distilled
+# corpus) less 0.1, rounded down to 0.05, for the digits a re-distilled
 # static model may move: floors against regressions, NOT the target. Every category but pii
 # is below 0.9, and the test prints the gap each run. pii keeps the target itself as its
 # floor (DEFAULT_AT_TARGET).
 OPTED_IN_FLOORS: dict[str, tuple[float, float]] = {  # category: (precision, recall)
-    "violence": (0.65, 0.45),
+    "violence": (0.35, 0.45),
     "nonviolent_crime": (0.8, 0.65),
     "sexual": (0.8, 0.6),
     "child_safety": (0.8, 0.7),
     "dangerous_advice": (0.6, 0.55),
     "hate": (0.9, 0.65),
     "harassment": (0.8, 0.7),
-    "self_harm": (0.65, 0.65),
+    "self_harm": (0.45, 0.7),
     "pii": (0.9, 0.9),
     "manipulative_engagement": (0.5, 0.7),
 }
 # The default policies (those the shipped use cases list) cover these categories.
 DEFAULT_FLOORS: dict[str, tuple[float, float]] = {
-    "violence": (0.65, 0.4),
-    "dangerous_advice": (0.8, 0.2),
-    "self_harm": (0.75, 0.6),
+    "violence": (0.3, 0.2),
+    "self_harm": (0.45, 0.5),
     "pii": (0.9, 0.9),
     "manipulative_engagement": (0.45, 0.45),
 }
