@@ -21,7 +21,7 @@ root:
 
 Measured on the shipped checks (2 December 2026) at ``--loss 0.02``: 40% of the benign
 tuning lines (look-alikes by design) reach the encoder for healthy-engagement's engagement
-check, which sets the value; 66% and 71% did for player-safety's former nearest-exemplar
+check, which sets the value; 66% and 78% did for player-safety's former nearest-exemplar
 checks (self-harm, violence), which the hazard classifier replaced instead.
 """
 
@@ -31,6 +31,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from choose_thresholds import keeping_all_but  # beside this script (run as a file)
 
 from reconciler.guardrails.checks.engagement import EngagementCheck
 from reconciler.guardrails.checks.semantic import SemanticCheck, static_similarity
@@ -47,11 +48,9 @@ SHIPPED_POLICIES = ("player-safety", "healthy-engagement")
 
 def choose(static: np.ndarray, caught: np.ndarray, loss: float) -> float:
     """The static similarity under which at most ``loss`` of the caught texts fall."""
-    ordered = np.sort(static[caught])
-    if not len(ordered):
+    if not caught.any():
         return 1.0
-    allowed = int(np.floor(loss * len(ordered)))
-    return round(float(np.floor(ordered[min(allowed, len(ordered) - 1)] * 1000)) / 1000, 3)
+    return round(float(np.floor(keeping_all_but(static[caught], loss) * 1000)) / 1000, 3)
 
 
 def main() -> None:

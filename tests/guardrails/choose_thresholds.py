@@ -132,10 +132,15 @@ def choose_band(
     most ``loss`` of the positives the encoder stage catches fall below bandLow."""
     negatives = static[~expected]
     high = float(min(1.0, round(float(negatives.max(initial=0.0)) + HIGH_MARGIN, 3)))
-    caught = np.sort(static[expected & (encoder >= threshold)])
-    allowed = int(np.floor(loss * len(caught)))
-    low = float(caught[min(allowed, len(caught) - 1)]) if len(caught) else threshold
+    caught = static[expected & (encoder >= threshold)]
+    low = keeping_all_but(caught, loss) if len(caught) else threshold
     return float(np.floor(min(low, high) * 1000) / 1000), high
+
+
+def keeping_all_but(scores: np.ndarray, loss: float) -> float:
+    """The score under which at most ``loss`` of these scores fall (unrounded)."""
+    ordered = np.sort(scores)
+    return float(ordered[min(int(np.floor(loss * len(ordered))), len(ordered) - 1)])
 
 
 def main() -> None:
