@@ -21,8 +21,8 @@ root:
 
 Measured on the shipped checks (2 December 2026) at ``--loss 0.02``: 40% of the benign
 tuning lines (look-alikes by design) reach the encoder for healthy-engagement's engagement
-check, which sets the value; 66% and 78% did for player-safety's former nearest-exemplar
-checks (self-harm, violence), which the hazard classifier replaced instead.
+check, which sets the value; 66% and 78% would for player-safety's nearest-exemplar checks
+(self-harm, violence), which therefore do not set it.
 """
 
 from __future__ import annotations
