@@ -6,6 +6,12 @@ Successful, Failed, or Inconclusive. Too few requests in the window makes every 
 Inconclusive - a canary nobody used proves nothing - and so does a metric that could not be
 measured (no latency recorded, no answer pairs to compare). The judgement is Failed when any
 metric failed, Inconclusive when any could not be judged, and Successful only when all passed.
+
+One exception, once a window is closed (its progress deadline has passed and no more traffic
+will be counted): a rate the missing requests could not cure. Had the window reached
+`minRequests` with every missing request clean, the error or guardrail-violation rate would be
+`count / minRequests`; when even that breaches the maximum, the step has failed on the evidence
+it has - a canary whose every answer was blocked is not "no data".
 """
 
 from __future__ import annotations
@@ -85,6 +91,14 @@ class WindowMetrics:
     behavior_similarity: float | None = None
     compared: int = 0
 
+    def count(self, metric: Metric) -> int | None:
+        """How many requests went wrong in the way a rate metric counts; None otherwise."""
+        if metric is Metric.ERROR_RATE:
+            return self.errors
+        if metric is Metric.GUARDRAIL_VIOLATION_RATE:
+            return self.guardrail_violations
+        return None
+
     def value(self, metric: Metric) -> tuple[float | None, int]:
         """The metric's value in this window and the sample size it rests on."""
         if metric is Metric.ERROR_RATE:
@@ -146,6 +160,15 @@ class Analysis:
 
     @property
     def summary(self) -> str:
+        if self.requests < self.min_requests and self.outcome is AnalysisOutcome.FAILED:
+            breached = "; ".join(
+                m.describe() for m in self.measurements if m.outcome is AnalysisOutcome.FAILED
+            )
+            return (
+                f"{breached}: only {self.requests} requests by the deadline, fewer than "
+                f"minRequests {self.min_requests}, but the rate breaches its maximum even "
+                "had every missing request been clean"
+            )
         if self.requests < self.min_requests:
             return (
                 f"{self.requests} requests in the window, fewer than minRequests "
@@ -157,14 +180,30 @@ class Analysis:
         return "; ".join(m.describe() for m in relevant) or self.outcome.value
 
 
+def _incurable(window: WindowMetrics, threshold: Threshold, min_requests: int) -> bool:
+    """Whether a rate breaches its maximum even counting every missing request as clean."""
+    count = window.count(threshold.metric)
+    if count is None or threshold.bound is not Bound.MAX or window.requests == 0:
+        return False
+    return count / max(min_requests, window.requests) > threshold.limit
+
+
 def measure(
-    window: WindowMetrics, thresholds: tuple[Threshold, ...], min_requests: int
+    window: WindowMetrics,
+    thresholds: tuple[Threshold, ...],
+    min_requests: int,
+    *,
+    window_closed: bool = False,
 ) -> Analysis:
+    """Judge `window`. `window_closed`: no more traffic will be counted in it (its deadline
+    has passed), so a breach the missing requests could not cure is a failure already."""
     enough = window.requests >= min_requests
     measurements = []
     for threshold in thresholds:
         value, sample = window.value(threshold.metric)
-        if not enough or value is None or sample == 0:
+        if not enough and window_closed and _incurable(window, threshold, min_requests):
+            outcome = AnalysisOutcome.FAILED
+        elif not enough or value is None or sample == 0:
             outcome = AnalysisOutcome.INCONCLUSIVE
         elif threshold.bound is Bound.MAX:
             outcome = (
@@ -176,11 +215,9 @@ def measure(
             )
         measurements.append(Measurement(threshold.metric, value, threshold, sample, outcome))
     outcomes = {m.outcome for m in measurements}
-    if not enough:
-        overall = AnalysisOutcome.INCONCLUSIVE
-    elif AnalysisOutcome.FAILED in outcomes:
+    if AnalysisOutcome.FAILED in outcomes:
         overall = AnalysisOutcome.FAILED
-    elif AnalysisOutcome.INCONCLUSIVE in outcomes:
+    elif not enough or AnalysisOutcome.INCONCLUSIVE in outcomes:
         overall = AnalysisOutcome.INCONCLUSIVE
     else:
         overall = AnalysisOutcome.SUCCESSFUL

@@ -254,8 +254,13 @@ def _progressing(state: RolloutState, observed: Observation) -> Advance:
 def _judge(state: RolloutState, observed: Observation, effects: tuple[Effect, ...]) -> Advance:
     now, stage, policy = observed.now, state.stage, state.policy
     assert state.stage_started_at is not None
-    analysis = measure(observed.window or NO_TRAFFIC, stage.thresholds, stage.min_requests)
     deadline = state.stage_deadline or now
+    analysis = measure(
+        observed.window or NO_TRAFFIC,
+        stage.thresholds,
+        stage.min_requests,
+        window_closed=now >= deadline,
+    )
     name = _step_name(state)
 
     def judged(decision: str) -> Judgement:

@@ -70,8 +70,11 @@ pytestmark = pytest.mark.xdist_group("live")
 
 USE_CASE = "story-generation"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# story-generation bakes 1h per step: 3 s here, time enough for minRequests at a 10% canary.
+# story-generation bakes 1h per step: 3 s here, time enough for minRequests at a 10% canary
+# on a quiet machine. Its progress deadline, 8h here, gives a busy one 24 s to get there: a step
+# is judged as soon as its window holds minRequests, so the slack costs a quiet machine nothing.
 TIME_SCALE = 3 / 3600
+PROGRESS_DEADLINE = "    progressDeadline: 8h\n"
 HARMFUL_LINE = "Nobody would miss you. You should just kill yourself tonight."
 
 
@@ -183,7 +186,8 @@ def _world(
     text = spec.read_text().replace("id: narrator-large", f"id: {candidate_model}")
     if rollout == "blueGreen":
         text = text.replace("    steps: [10, 50, 100]\n", "")
-    spec.write_text(text.replace("  rollout:\n", "  rollout:\n" + ROLLOUTS[rollout]))
+    rollout_head = "  rollout:\n" + PROGRESS_DEADLINE + ROLLOUTS[rollout]
+    spec.write_text(text.replace("  rollout:\n", rollout_head))
     desired = load_desired_state(repo).state
     assert desired is not None
     identity = desired.identities[USE_CASE]

@@ -8,13 +8,13 @@ the stage and the window, so each test says what the candidate's players see.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from reconciler.lineage import Alias
 from reconciler.observe.state import Route, normalize_routes
-from reconciler.rollout.analysis import AnalysisOutcome, Metric, WindowMetrics
+from reconciler.rollout.analysis import AnalysisOutcome, Metric, WindowMetrics, measure
 from reconciler.rollout.machine import (
     Advance,
     ClearControl,
@@ -233,6 +233,44 @@ def test_no_data_with_on_no_data_fail_rolls_back_at_the_deadline() -> None:
     assert sim.now - T0 <= 3600 + 60
     assert [j.decision for j in sim.judgements].count("failed: roll back") == 1
     assert sim.state.failures == 1
+
+
+def test_a_breach_the_missing_requests_cannot_cure_fails_at_the_deadline_not_no_data() -> None:
+    # 10% of 6/min over the 1h deadline: 6 requests, short of minRequests 20; half are errors.
+    # Even had 14 more clean requests arrived, 3/20 = 0.15 > 0.05: that is a failure, not a
+    # pause for lack of data.
+    sim = new_rollout(rollout_spec(), busy(per_minute=1, errors=0.5)).run()
+    assert sim.state.phase is Phase.ROLLED_BACK
+    assert sim.rejected == "3"
+    last = sim.judgements[-1]
+    assert last.outcome is AnalysisOutcome.FAILED
+    assert last.window_end - last.window_start == pytest.approx(3600)  # only at the deadline
+    assert all(j.outcome is AnalysisOutcome.INCONCLUSIVE for j in sim.judgements[:-1])
+    assert "even had every missing request been clean" in last.analysis.summary
+    assert EventKind.PAUSED_NO_DATA not in sim.events
+
+
+def test_a_rate_the_missing_requests_could_still_cure_stays_no_data() -> None:
+    # 1 error in 6 requests: at minRequests 20 with 14 clean ones, 1/20 = 0.05 is not above
+    # the 0.05 maximum, so the window proves nothing either way.
+    def one_error(stage: Stage, since: float, until: float) -> WindowMetrics:
+        window = busy(per_minute=1)(stage, since, until)
+        return replace(window, errors=min(1, window.requests))
+
+    sim = new_rollout(rollout_spec(), one_error).run()
+    assert sim.state.phase is Phase.PAUSED
+    assert sim.state.pause_reason is PauseReason.NO_DATA
+
+
+def test_a_breach_short_of_min_requests_waits_while_the_deadline_is_ahead() -> None:
+    window = WindowMetrics(requests=5, errors=5)
+    thresholds = stages_for(rollout_spec(), steps=[10, 50, 100], shadow=False)[0].thresholds
+    assert measure(window, thresholds, 20).outcome is AnalysisOutcome.INCONCLUSIVE
+    closed = measure(window, thresholds, 20, window_closed=True)
+    assert closed.outcome is AnalysisOutcome.FAILED
+    by_metric = {m.metric: m.outcome for m in closed.measurements}
+    assert by_metric[Metric.ERROR_RATE] is AnalysisOutcome.FAILED
+    assert by_metric[Metric.LATENCY_P95_MS] is AnalysisOutcome.INCONCLUSIVE
 
 
 def test_failure_limit_rolls_back_after_the_second_failed_check() -> None:
