@@ -8,7 +8,10 @@ guardrails cost before the cascade). Measured in one run:
 * outputs/s checking the whole set in one batch (a busy gateway) and one output per call
   (an idle one: p50 and p99 per output);
 * the static stage alone (distilled embeddings + the classifiers' matrix product);
-* the share of outputs that reached the encoder (`encoder_fraction`).
+* the share of outputs that reached the encoder (`encoder_fraction`);
+* the encoder itself on its two runtimes, PyTorch (sentence-transformers) and ONNX Runtime
+  (the default): each output's units (the whole text and its clauses, as the checks embed
+  them) one output per call (p50) and all at once (texts/s), on the same texts.
 
 The outputs are the labelled set's lines (benign game text and harmful lines), each made unique
 (numbered) so the encoder's cache of recent texts does not flatter either path. Models are
@@ -26,6 +29,13 @@ import statistics
 import time
 from pathlib import Path
 
+from reconciler.guardrails.embeddings import (
+    RUNTIME_ENV,
+    SentenceTransformerEmbedder,
+    TextBatch,
+    encoder_threads,
+    locate_embedding_model,
+)
 from reconciler.guardrails.engine import GuardrailEngine, Stage, compile_policies
 from reconciler.guardrails.static_embeddings import load_static_embedder
 from reconciler.spec.loader import load_desired_state
@@ -74,6 +84,47 @@ def measure(engine: GuardrailEngine, texts: list[str], single: list[str]) -> dic
     }
 
 
+def encoder_runtimes(samples: list[str], outputs: int, single: int) -> dict[str, float]:
+    """PyTorch against ONNX Runtime: the same units, one output per call and all at once."""
+    import torch
+
+    torch.set_num_threads(encoder_threads())  # as the gateway would for PyTorch
+    figures: dict[str, float] = {}
+    for runtime in ("torch", "onnx"):
+        os.environ[RUNTIME_ENV] = runtime
+        embedder = SentenceTransformerEmbedder(locate_embedding_model(), cache_size=0)
+        assert embedder.runtime == runtime
+        embedder.encode(["warm-up line for the encoder"] * 8)
+        units = [
+            TextBatch([f"{samples[i % len(samples)]} ({runtime} {i})"]).units for i in range(single)
+        ]
+        latencies = []
+        for per_output in units:
+            start = time.perf_counter()
+            embedder.encode(per_output)
+            latencies.append((time.perf_counter() - start) * 1000)
+        every = [
+            u
+            for i in range(outputs)
+            for u in TextBatch([f"{samples[i % len(samples)]} ({runtime} all {i})"]).units
+        ]
+        start = time.perf_counter()
+        embedder.encode(every)
+        figures[f"encoder_{runtime}_single_p50_ms"] = round(statistics.median(latencies), 3)
+        figures[f"encoder_{runtime}_single_p99_ms"] = round(_quantile(latencies, 0.99), 3)
+        figures[f"encoder_{runtime}_texts_per_s"] = round(
+            len(every) / (time.perf_counter() - start), 1
+        )
+    os.environ.pop(RUNTIME_ENV, None)
+    figures["onnx_single_speedup"] = round(
+        figures["encoder_torch_single_p50_ms"] / figures["encoder_onnx_single_p50_ms"], 2
+    )
+    figures["onnx_batched_speedup"] = round(
+        figures["encoder_onnx_texts_per_s"] / figures["encoder_torch_texts_per_s"], 2
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outputs", type=int, default=512, help="How many outputs to check.")
@@ -114,6 +165,18 @@ def main() -> None:
     print(f"static stage alone: {static_us:.1f} us per output (one at a time)")
     speedup = results["cascade"]["outputs_per_s"] / results["encoder_only"]["outputs_per_s"]
     print(f"cascade vs encoder-only: {speedup:.2f}x outputs/s")
+    runtimes = encoder_runtimes(samples, args.outputs, args.single)
+    for runtime in ("torch", "onnx"):
+        print(
+            f"encoder on {runtime:<5} one output per call p50 "
+            f"{runtimes[f'encoder_{runtime}_single_p50_ms']:>6.2f} ms p99 "
+            f"{runtimes[f'encoder_{runtime}_single_p99_ms']:>6.2f} ms, all at once "
+            f"{runtimes[f'encoder_{runtime}_texts_per_s']:>7.1f} texts/s"
+        )
+    print(
+        f"ONNX Runtime vs PyTorch: {runtimes['onnx_single_speedup']:.2f}x one at a time, "
+        f"{runtimes['onnx_batched_speedup']:.2f}x batched"
+    )
     print(
         json.dumps(
             {
@@ -124,6 +187,7 @@ def main() -> None:
                 "encoder_only_single_p50_ms": results["encoder_only"]["single_p50_ms"],
                 "encoder_fraction": results["cascade"]["encoder_fraction"],
                 "static_stage_us_per_output": round(static_us, 1),
+                **runtimes,
                 "outputs": args.outputs,
             }
         )

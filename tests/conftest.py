@@ -118,12 +118,14 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def shipped_guardrail_models() -> None:
-    """The static embeddings and the hazard classifiers of the policies in policies/, built
-    once per machine into the shared cache before any test needs them: a gateway or apply
-    process a test starts then loads them in seconds instead of distilling and training
-    during its start-up (a minute or more on a busy machine, past start-up timeouts)."""
+    """The static embeddings, the encoder's ONNX export and the hazard classifiers of the
+    policies in policies/, built once per machine into the shared cache before any test needs
+    them: a gateway or apply process a test starts then loads them in seconds instead of
+    distilling, exporting and training during its start-up (a minute or more on a busy
+    machine, past start-up timeouts)."""
     from filelock import FileLock
 
+    from reconciler.guardrails.embeddings import default_embedder
     from reconciler.guardrails.engine import compile_policies
     from reconciler.spec.loader import load_desired_state
 
@@ -133,6 +135,7 @@ def shipped_guardrail_models() -> None:
         loaded = load_desired_state(PROJECT_ROOT)
         assert loaded.state is not None, [d.render() for d in loaded.diagnostics]
         compile_policies(loaded.state.policies, base_path=PROJECT_ROOT)
+        default_embedder().encode(["The encoder's ONNX export, made once per machine."])
 
 
 @pytest.fixture(scope="session")

