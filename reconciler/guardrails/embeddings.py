@@ -251,9 +251,9 @@ class TextBatch:
     @property
     def static_embedder(self) -> Embedder:
         if self._static_embedder is None:
-            from reconciler.guardrails.static_embeddings import load_static_embedder
+            from reconciler.guardrails.static_embeddings import default_static_embedder
 
-            self._static_embedder = load_static_embedder()
+            self._static_embedder = default_static_embedder()
         return self._static_embedder
 
     def embeddings(self) -> FloatMatrix:

@@ -2,10 +2,10 @@
 
 `model2vec` runs the MiniLM encoder once over every token of its own vocabulary and keeps the
 (PCA-reduced) output vectors; a sentence is then the mean of its tokens' vectors — a table
-lookup, tens of microseconds, instead of a ~11 ms transformer forward pass. Distillation needs
-only the local model folder and its vocabulary (``HF_HUB_OFFLINE=1``: nothing is downloaded);
-it takes 20 s to minutes on two cores, so it is done once, shown with a progress bar, and
-cached per user under the source model's digest (``static_cache_dir``;
+lookup, tens of microseconds, instead of a transformer forward pass of milliseconds.
+Distillation needs only the local model folder and its vocabulary (``HF_HUB_OFFLINE=1``:
+nothing is downloaded); it takes 20 s to minutes on two cores, so it is done once, shown with
+a progress bar, and cached per user under the source model's digest (``static_cache_dir``;
 ``$RECONCILER_STATIC_EMBEDDINGS_DIR`` moves it).
 """
 
@@ -144,6 +144,13 @@ def load_static_embedder(
     folder = source or locate_embedding_model()
     cache = cache_dir or static_cache_dir()
     return _load(folder.resolve(), cache.resolve())
+
+
+@functools.cache
+def default_static_embedder() -> StaticEmbedder:
+    """The process-wide distilled model of the shipped MiniLM: located once, not per batch
+    (finding the model's package and resolving paths cost more than embedding a line)."""
+    return load_static_embedder()
 
 
 @functools.cache

@@ -75,9 +75,9 @@ class HazardCheck:
                 f"in its corpus (labels there: {', '.join(known)})"
             )
         if static_embedder is None:
-            from reconciler.guardrails.static_embeddings import load_static_embedder
+            from reconciler.guardrails.static_embeddings import default_static_embedder
 
-            static_embedder = load_static_embedder()
+            static_embedder = default_static_embedder()
         encoder = embedder or default_embedder()
         # One model over every label of the corpus: checks that share a corpus share it, and
         # each category's negatives include the other categories.
