@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.errors import ReconcilerError
 from reconciler.model_loading import loading_models
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,7 +108,18 @@ class SentenceTransformerEmbedder:
         if runtime_for(self.model_path) == "onnx":
             from reconciler.guardrails.onnx_encoder import load_onnx_encoder
 
-            return load_onnx_encoder(self.model_path, threads=encoder_threads())
+            try:
+                return load_onnx_encoder(self.model_path, threads=encoder_threads())
+            except Exception as exc:  # any failure: PyTorch gives the same vectors
+                # A cache folder that cannot be written, an export that failed, a damaged
+                # file: PyTorch gives the same vectors, only slower, so checking goes on.
+                _log.warning(
+                    "the guardrails' encoder runs on PyTorch: its ONNX Runtime export of %s "
+                    "could not be made or loaded (%s: %s)",
+                    self.model_path,
+                    type(exc).__name__,
+                    exc,
+                )
         return self._load_sentence_transformer()
 
     def _load_sentence_transformer(self) -> Any:
@@ -171,17 +185,15 @@ def encoder_threads() -> int:
 
 def set_encoder_threads() -> int:
     """Set torch's intra-op threads for inline checking (``$RECONCILER_GUARDRAIL_THREADS``,
-    default: the cores this process may use, at most 4) and one inter-op thread, where the
-    encoder runs on torch (its ONNX Runtime session is made with the same numbers).
+    default: the cores this process may use, at most 4) and one inter-op thread. The
+    encoder's ONNX Runtime session is made with the same number.
 
     Inline checking encodes small batches: more threads than cores only adds contention and
     tail latency; one inter-op thread avoids a second pool competing with the first. Called
     by the serving gateway only: training elsewhere keeps torch's defaults.
     """
     threads = encoder_threads()
-    if runtime_for(locate_embedding_model()) == "onnx":
-        return threads  # the ONNX Runtime session takes them; torch is never loaded for it
-    import torch
+    import torch  # also for self-hosted models served beside the checks
 
     torch.set_num_threads(threads)
     # Raises when already set, or when inter-op work has already started in this process.

@@ -48,24 +48,35 @@ def supports(folder: Path) -> bool:
     try:
         listed = _read_json(folder / "modules.json")
         modules = [m["type"] for m in listed]
+        transformer_path = next(m["path"] for m in listed if m["type"] == _TRANSFORMER)
         pooling_path = next(m["path"] for m in listed if m["type"] == _POOLING)
         pooling = _read_json(folder / pooling_path / "config.json")
+        bert = _read_json(folder / "sentence_bert_config.json")
+        model = _read_json(folder / "config.json")
+        extra = folder / "config_sentence_transformers.json"
+        settings = _read_json(extra) if extra.is_file() else {}
     except (OSError, ValueError, KeyError, StopIteration, TypeError):
         return False
     modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
     return (
         modules == [_TRANSFORMER, _POOLING, _NORMALIZE]
+        and transformer_path == ""
         and modes == {"pooling_mode_mean_tokens"}
+        # What the encoder below does not reproduce: lower-casing before the tokenizer,
+        # prompts put before each text, a model without token type ids.
+        and isinstance(bert.get("max_seq_length"), int)
+        and not bert.get("do_lower_case", False)
+        and not settings.get("prompts")
+        and not settings.get("default_prompt_name")
+        and int(model.get("type_vocab_size") or 0) > 0
         and (folder / "tokenizer.json").is_file()
     )
 
 
 def max_tokens(folder: Path) -> int:
-    """The sequence length sentence-transformers truncates to (`sentence_bert_config.json`)."""
-    try:
-        return int(_read_json(folder / "sentence_bert_config.json")["max_seq_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 256
+    """The sequence length sentence-transformers truncates to (`sentence_bert_config.json`,
+    which `supports` requires)."""
+    return int(_read_json(folder / "sentence_bert_config.json")["max_seq_length"])
 
 
 class OnnxSentenceEncoder:
@@ -86,10 +97,13 @@ class OnnxSentenceEncoder:
         )
         self._wanted = [i.name for i in self._session.get_inputs()]
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        padding = tokenizer.padding or {}
+        self._pad_id = int(padding.get("pad_id", tokenizer.token_to_id("[PAD]") or 0))
         tokenizer.enable_truncation(max_tokens(folder))
+        # The file's own padding (all-MiniLM-L6-v2: always 128 tokens) would make every
+        # text cost as much as a long one: each batch is padded to its longest text below.
         tokenizer.no_padding()
         self._tokenizer = tokenizer
-        self._pad_id = tokenizer.token_to_id("[PAD]") or 0
 
     def encode(self, texts: Sequence[str], *, batch_size: int) -> FloatMatrix:
         import numpy as np
@@ -130,14 +144,14 @@ class OnnxSentenceEncoder:
 def _export(source: Path, target: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-    from transformers import AutoModel
-
     print(
         f"Exporting {source} to ONNX for the guardrails (once; cached in {target.parent})",
         file=sys.stderr,
     )
     with loading_models():
+        import torch
+        from transformers import AutoModel
+
         model = AutoModel.from_pretrained(str(source)).eval()
 
     class LastHiddenState(torch.nn.Module):
@@ -152,29 +166,28 @@ def _export(source: Path, target: Path) -> None:
 
     example = torch.ones((2, 8), dtype=torch.int64)
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
-    # A file of this process's own, renamed into place: two processes exporting at once
-    # never write into each other's file, and the first rename wins.
+    # A file of this process's own, renamed into place: a reader never opens a half-written
+    # graph, and a crash leaves at worst a stray `.partial-PID` file, never a broken cache.
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     import warnings
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on tracing; nothing to act on
-        torch.onnx.export(
-            LastHiddenState(model),
-            (example, example, torch.zeros_like(example)),
-            str(partial),
-            input_names=list(_INPUTS),
-            output_names=["hidden"],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
     try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on tracing: nothing to do
+            torch.onnx.export(
+                LastHiddenState(model),
+                (example, example, torch.zeros_like(example)),
+                str(partial),
+                input_names=list(_INPUTS),
+                output_names=["hidden"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
         partial.rename(target)
-    except OSError:
-        if not target.is_file():
-            raise
-        partial.unlink(missing_ok=True)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # never ~90 MB of a half-written graph left behind
+        raise
 
 
 _lock = threading.Lock()

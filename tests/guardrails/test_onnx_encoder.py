@@ -108,6 +108,43 @@ def test_a_folder_with_another_pipeline_stays_on_sentence_transformers(tmp_path:
     assert not supports(copy)
 
 
+@pytest.mark.parametrize(
+    ("file", "change"),
+    [
+        ("sentence_bert_config.json", {"do_lower_case": True}),
+        ("sentence_bert_config.json", {"max_seq_length": None}),
+        ("config_sentence_transformers.json", {"prompts": {"query": "query: "}}),
+        ("config.json", {"type_vocab_size": 0}),
+    ],
+)
+def test_what_the_onnx_encoder_would_not_reproduce_is_left_to_sentence_transformers(
+    tmp_path: Path, file: str, change: dict[str, object]
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(locate_embedding_model(), copy)
+    assert supports(copy)
+    path = copy / file
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    assert not supports(copy)
+
+
+def test_an_export_that_cannot_be_made_falls_back_to_pytorch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from reconciler.guardrails.static_embeddings import CACHE_DIR_ENV
+
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    embedder = SentenceTransformerEmbedder(locate_embedding_model(), cache_size=0)
+    with caplog.at_level("WARNING"):
+        assert embedder.runtime == "torch"
+    assert "runs on PyTorch" in caplog.text and str(blocked) in caplog.text
+    assert embedder.encode(TEXTS[:2]).shape == (2, 384)
+    assert not list(tmp_path.glob("**/*.partial-*"))
+
+
 def test_an_unknown_runtime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(RUNTIME_ENV, "tensorrt")
     with pytest.raises(EmbeddingRuntimeError, match=r"tensorrt.*expected onnx or torch"):

@@ -236,7 +236,7 @@ def test_no_data_with_on_no_data_fail_rolls_back_at_the_deadline() -> None:
 
 
 def test_a_breach_the_missing_requests_cannot_cure_fails_at_the_deadline_not_no_data() -> None:
-    # 10% of 6/min over the 1h deadline: 6 requests, short of minRequests 20; half are errors.
+    # 10% of 1/min over the 1h deadline: 6 requests, short of minRequests 20; half are errors.
     # Even had 14 more clean requests arrived, 3/20 = 0.15 > 0.05: that is a failure, not a
     # pause for lack of data.
     sim = new_rollout(rollout_spec(), busy(per_minute=1, errors=0.5)).run()
