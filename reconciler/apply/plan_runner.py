@@ -26,7 +26,7 @@ from reconciler.digest import short
 from reconciler.errors import ReconcilerError
 from reconciler.health import Health, worst
 from reconciler.observe.observer import observe
-from reconciler.plan.diff import diff
+from reconciler.plan.diff import diff, observed_serial
 from reconciler.plan.model import Action, Plan
 
 
@@ -56,10 +56,13 @@ def refuse_if_stale_or_altered(plan: Plan, context: ApplyContext) -> None:
             "run `reconciler plan` again"
         )
     observed = observe(desired, context.registry, context.traffic)
-    if plan.observed_serial != observed.serial:
+    # A plan of every use case: everything observed; a plan of some (`--only`): theirs.
+    every = {u.name for u in desired.use_cases} <= set(plan.use_cases())
+    now = observed_serial(desired, observed, None if every else plan.use_cases())
+    if plan.observed_serial != now:
         raise StalePlanError(
             "Saved plan is stale: the registry or the traffic changed since it was made "
-            f"(plan {short(plan.observed_serial)}, now {short(observed.serial)}); "
+            f"(plan {short(plan.observed_serial)}, now {short(now)}); "
             "run `reconciler plan` again"
         )
     expected = diff(desired, observed, only=plan.use_cases()).changes

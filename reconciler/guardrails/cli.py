@@ -116,6 +116,28 @@ def check(repo: Path, policy: str | None, input_file: Path, output: str) -> None
 
 
 @guardrails.command()
+@repo_option("Folder holding desired_state/ and policies/.")
+@click.option("--policy", default=None, help="Prepare only this policy (default: all of them).")
+def prepare(repo: Path, policy: str | None) -> None:
+    """Build what the checks need before their first output: the distilled static
+    embeddings, the encoder's ONNX Runtime export and the hazard classifiers, in the per-user
+    cache (RECONCILER_STATIC_EMBEDDINGS_DIR moves it). Run it when building an image or a CI
+    cache: a gateway's first start then loads them instead of making them."""
+    from reconciler.guardrails.embeddings import default_embedder
+    from reconciler.guardrails.static_embeddings import static_cache_dir
+
+    engine = _engine(repo, policy)
+    engine.warm_up()
+    cache = static_cache_dir()
+    click.echo(f"prepared: {', '.join(engine.policy_names)} ({len(engine.checks)} checks)")
+    click.echo(f"encoder runtime: {default_embedder().runtime}")
+    click.echo(f"cache: {cache}")
+    for path in sorted(cache.iterdir()):
+        if path.name.startswith("minilm-") and not path.name.endswith(".lock"):
+            click.echo(f"  {path.name}{'/' if path.is_dir() else ''}")
+
+
+@guardrails.command()
 @click.argument("use_case")
 @click.option("--output", type=click.Choice(["json", "text"]), default="text", show_default=True)
 @click.option(

@@ -54,6 +54,16 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> FloatMatrix: ...
 
 
+def l2_normalised(vectors: Any) -> FloatMatrix:
+    """Each row scaled to unit length (a zero row stays zero), as float32: dot products of
+    the rows are then cosines."""
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: FloatMatrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised
+
+
 def locate_embedding_model() -> Path:
     """The all-MiniLM-L6-v2 folder: ``$RECONCILER_EMBEDDING_MODEL`` or the packaged copy."""
     override = os.environ.get(MODEL_PATH_ENV)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.guardrails.embeddings import l2_normalised
 from reconciler.model_loading import loading_models
 
 if TYPE_CHECKING:
@@ -136,9 +137,7 @@ class OnnxSentenceEncoder:
         hidden = self._session.run(None, {name: feeds[name] for name in self._wanted})[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        normalised: FloatMatrix = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return normalised
+        return l2_normalised(pooled)
 
 
 def _export(source: Path, target: Path) -> None:

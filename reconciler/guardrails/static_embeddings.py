@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.guardrails.embeddings import locate_embedding_model
+from reconciler.guardrails.embeddings import l2_normalised, locate_embedding_model
 from reconciler.model_loading import loading_models
 
 if TYPE_CHECKING:
@@ -104,9 +104,7 @@ class StaticEmbedder:
             ids = [i for i in encoding.ids[:MAX_TOKENS] if i != self._unknown]
             if ids:
                 out[row] = self._table[ids].mean(axis=0)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        normalised: FloatMatrix = (out / np.maximum(norms, 1e-12)).astype(np.float32)
-        return normalised
+        return l2_normalised(out)
 
 
 def _distil(source: Path, target: Path) -> None:

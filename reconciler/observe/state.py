@@ -8,7 +8,7 @@ can later be refused as stale when the world moved on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -138,13 +138,27 @@ class ObservedState:
 
     @property
     def serial(self) -> str:
+        return self.serial_of(models=None, use_cases=None)
+
+    def serial_of(
+        self, *, models: Collection[str] | None, use_cases: Collection[str] | None
+    ) -> str:
+        """The serial of part of what was observed: these registered models and these use
+        cases' traffic (None: all of them, which is `serial`). A plan for some use cases is
+        stale only when what it was made from changed, not when another use case moved on
+        (Terraform's `-target`)."""
         return digest_of(
             {
                 "registry": {
                     name: None if rm is None else rm.as_json()
                     for name, rm in sorted(self.registry.items())
+                    if models is None or name in models
                 },
-                "traffic": {name: t.as_json() for name, t in sorted(self.traffic.items())},
+                "traffic": {
+                    name: t.as_json()
+                    for name, t in sorted(self.traffic.items())
+                    if use_cases is None or name in use_cases
+                },
             }
         )
 

@@ -26,7 +26,7 @@ from reconciler.spec.identity import UseCaseIdentity
 from reconciler.spec.loader import DesiredState
 from reconciler.spec.model import UseCase
 
-__all__ = ["diff", "live_routes", "plan_use_case"]
+__all__ = ["diff", "live_routes", "observed_serial", "plan_use_case"]
 
 
 def diff(
@@ -36,9 +36,8 @@ def diff(
     only: Sequence[str] | None = None,
 ) -> Plan:
     changes: list[Change] = []
-    for use_case in desired.use_cases:
-        if only is not None and use_case.name not in only:
-            continue
+    in_scope = [u for u in desired.use_cases if only is None or u.name in only]
+    for use_case in in_scope:
         changes += plan_use_case(
             use_case,
             desired.identities[use_case.name],
@@ -54,8 +53,23 @@ def diff(
             dirty=source.dirty,
             digest=source.digest,
         ),
-        observed_serial=observed.serial,
+        observed_serial=observed_serial(
+            desired, observed, None if only is None else [u.name for u in in_scope]
+        ),
         changes=tuple(changes),
+    )
+
+
+def observed_serial(
+    desired: DesiredState, observed: ObservedState, use_cases: Sequence[str] | None
+) -> str:
+    """The serial of what a plan for `use_cases` (None: all) was made from: their registered
+    models and their traffic. Applying it is refused as stale only when that changed."""
+    if use_cases is None:
+        return observed.serial
+    scope = [u for u in desired.use_cases if u.name in use_cases]
+    return observed.serial_of(
+        models={u.spec.registered_model for u in scope}, use_cases={u.name for u in scope}
     )
 
 

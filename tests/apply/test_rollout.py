@@ -284,6 +284,18 @@ def test_stale_saved_plan_is_refused(world: World) -> None:
     assert world.aliases() == {"champion": "2"}  # nothing was half-applied
 
 
+def test_a_plan_of_one_use_case_is_not_stale_when_another_moves(world: World) -> None:
+    # `apply --only npc-dialogue` beside a rollout of faction-decision (the demo runs its
+    # use cases so): faction-decision's routes changing meanwhile is not this plan's business.
+    plan = plan_now(world)
+    others = [u.name for u in world.desired.use_cases if u.name != USE_CASE]
+    assert others
+    world.traffic.write(others[0], [Route("7", 100)], writer=Writer.MANUAL)
+    result = apply_plan(plan, world.context())  # not refused as stale
+    assert [o.use_case for o in result.outcomes] == [USE_CASE]
+    assert plan.has_changes and world.journal.last_operation(USE_CASE) is not None
+
+
 @pytest.mark.parametrize(
     "edit",
     [

@@ -116,3 +116,28 @@ def test_validate_and_the_guardrails_cli_do_not_import_torch() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", script], cwd=root, check=True, capture_output=True)
+
+
+def test_prepare_builds_what_the_checks_need_and_names_it(
+    shipped_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.guardrails.static_embeddings import static_cache_dir
+
+    assert main(["guardrails", "prepare", "--repo", str(shipped_repo)]) == 0
+    out = capsys.readouterr().out
+    assert "prepared: " in out and "player-safety" in out and "game-hazards" in out
+    assert "encoder runtime: onnx" in out
+    assert f"cache: {static_cache_dir()}" in out
+    listed = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert any(name.endswith(".onnx") for name in listed), out
+    assert any(name.endswith("-pca256/") for name in listed), out
+    for name in listed:
+        assert (static_cache_dir() / name.rstrip("/")).exists()
+
+
+def test_prepare_names_an_unknown_policy(
+    shipped_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["guardrails", "prepare", "--repo", str(shipped_repo), "--policy", "nope"])
+    assert code != 0
+    assert "no policy 'nope'" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.lineage import Alias
 from reconciler.observe.state import ObservedState, Route, TrafficSnapshot
-from reconciler.plan.diff import diff
+from reconciler.plan.diff import diff, observed_serial
 from reconciler.plan.model import (
     NEW_BASE,
     NEW_VERSION,
@@ -194,6 +194,25 @@ def test_drift_is_reported_with_self_heal_off(desired: DesiredState) -> None:
 
 def test_plan_is_deterministic(desired: DesiredState) -> None:
     assert plan_for(desired, NPC, in_rollout) == plan_for(desired, NPC, in_rollout)
+
+
+def test_a_plan_of_some_use_cases_goes_stale_only_when_they_change(
+    desired: DesiredState,
+) -> None:
+    # The demo and `apply --only` run use cases side by side: one promoting must not make
+    # another's fresh plan stale, while a change to the planned use case's own traffic must.
+    npc_model = desired.use_case(NPC).spec.registered_model
+    before = ObservedState(registry={}, traffic={})
+    plan = diff(desired, before, only=[NPC])
+    other_moved = ObservedState(registry={}, traffic={FACTION: TrafficSnapshot((Route("2", 100),))})
+    own_moved = ObservedState(registry={}, traffic={NPC: TrafficSnapshot((Route("2", 100),))})
+    assert plan.observed_serial == observed_serial(desired, other_moved, [NPC])
+    assert plan.observed_serial != observed_serial(desired, own_moved, [NPC])
+    assert npc_model not in {desired.use_case(FACTION).spec.registered_model}
+    # A plan of every use case is stale when anything observed changed.
+    whole = diff(desired, before)
+    assert whole.observed_serial == before.serial
+    assert whole.observed_serial != observed_serial(desired, other_moved, None)
 
 
 def test_plan_records_source_and_observed_serial(desired: DesiredState) -> None:
