@@ -56,9 +56,8 @@ def refuse_if_stale_or_altered(plan: Plan, context: ApplyContext) -> None:
             "run `reconciler plan` again"
         )
     observed = observe(desired, context.registry, context.traffic)
-    # A plan of every use case: everything observed; a plan of some (`--only`): theirs.
-    every = {u.name for u in desired.use_cases} <= set(plan.use_cases())
-    now = observed_serial(desired, observed, None if every else plan.use_cases())
+    # Every use case planned has at least one change (a no-op when in sync).
+    now = observed_serial(desired, observed, plan.use_cases())
     if plan.observed_serial != now:
         raise StalePlanError(
             "Saved plan is stale: the registry or the traffic changed since it was made "

@@ -83,6 +83,27 @@ def locate_embedding_model() -> Path:
     return folder
 
 
+class _TorchSentenceEncoder:
+    """sentence-transformers on PyTorch, behind the same `encode` as `OnnxSentenceEncoder`."""
+
+    runtime = "torch"
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def encode(self, texts: Sequence[str], *, batch_size: int) -> FloatMatrix:
+        import numpy as np
+
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on CPU, loaded on first use: on ONNX Runtime where the
     folder is the usual transformer + mean pooling + normalisation (`onnx_encoder`), on
@@ -104,9 +125,7 @@ class SentenceTransformerEmbedder:
     @property
     def runtime(self) -> str:
         """`onnx` or `torch`: what encodes, once loaded."""
-        from reconciler.guardrails.onnx_encoder import OnnxSentenceEncoder
-
-        return "onnx" if isinstance(self._loaded(), OnnxSentenceEncoder) else "torch"
+        return str(self._loaded().runtime)
 
     def _loaded(self) -> Any:
         with self._lock:
@@ -140,7 +159,7 @@ class SentenceTransformerEmbedder:
 
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         with loading_models():
-            return SentenceTransformer(str(self.model_path), device="cpu")
+            return _TorchSentenceEncoder(SentenceTransformer(str(self.model_path), device="cpu"))
 
     def encode(self, texts: Sequence[str]) -> FloatMatrix:
         import numpy as np
@@ -153,19 +172,7 @@ class SentenceTransformerEmbedder:
                 self._cache.move_to_end(text)
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            model = self._loaded()
-            from reconciler.guardrails.onnx_encoder import OnnxSentenceEncoder
-
-            if isinstance(model, OnnxSentenceEncoder):
-                vectors = model.encode(missing, batch_size=ENCODE_BATCH_SIZE)
-            else:
-                vectors = model.encode(
-                    missing,
-                    batch_size=ENCODE_BATCH_SIZE,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
+            vectors = self._loaded().encode(missing, batch_size=ENCODE_BATCH_SIZE)
             fresh = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             known |= fresh
             with self._cache_lock:

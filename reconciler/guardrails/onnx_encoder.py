@@ -83,6 +83,8 @@ def max_tokens(folder: Path) -> int:
 class OnnxSentenceEncoder:
     """Tokenise, run the exported transformer, mean-pool, normalise: one row per text."""
 
+    runtime = "onnx"
+
     def __init__(self, graph: Path, folder: Path, *, threads: int) -> None:
         import onnxruntime
         from tokenizers import Tokenizer

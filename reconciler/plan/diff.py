@@ -53,20 +53,17 @@ def diff(
             dirty=source.dirty,
             digest=source.digest,
         ),
-        observed_serial=observed_serial(
-            desired, observed, None if only is None else [u.name for u in in_scope]
-        ),
+        observed_serial=observed_serial(desired, observed, [u.name for u in in_scope]),
         changes=tuple(changes),
     )
 
 
 def observed_serial(
-    desired: DesiredState, observed: ObservedState, use_cases: Sequence[str] | None
+    desired: DesiredState, observed: ObservedState, use_cases: Sequence[str]
 ) -> str:
-    """The serial of what a plan for `use_cases` (None: all) was made from: their registered
-    models and their traffic. Applying it is refused as stale only when that changed."""
-    if use_cases is None:
-        return observed.serial
+    """The serial of what a plan for `use_cases` was made from: their registered models and
+    their traffic (for every use case, all that was observed). Applying it is refused as
+    stale only when that changed."""
     scope = [u for u in desired.use_cases if u.name in use_cases]
     return observed.serial_of(
         models={u.spec.registered_model for u in scope}, use_cases={u.name for u in scope}
